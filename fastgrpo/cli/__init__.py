@@ -1,0 +1,1 @@
+"""Typer commands; each module is a thin layer over its package."""

@@ -1,0 +1,48 @@
+"""`fastgrpo train`: validate the config first, then hand over to the training recipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from fastgrpo.cli.common import fail, load_or_exit
+
+
+def train_command(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/demo.yaml."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides: algorithm.kl_coef=0.02 trainer.max_steps=10"),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this node; >1 relaunches under torchrun."),
+) -> None:
+    """Run FAST-GRPO training.
+
+    Examples:
+
+      fastgrpo train configs/demo.yaml
+
+      fastgrpo train configs/demo.yaml trainer.max_steps=20 algorithm.thinking_reward=false
+
+      fastgrpo train configs/fast_grpo_text.yaml --nproc 8
+
+      torchrun --nproc_per_node 8 -m fastgrpo train configs/fast_grpo_text.yaml
+
+    The run directory (<trainer.output_dir>/<trainer.experiment_name>) receives
+    config.yaml, metrics.jsonl, samples.jsonl and checkpoints/; rerunning the same
+    command resumes from the latest checkpoint (trainer.resume=auto).
+    """
+    cfg = load_or_exit(config, overrides)  # bad config: exit 2 before anything starts
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "fastgrpo", "train", str(config), *(overrides or [])]
+        raise typer.Exit(subprocess.call(cmd))
+    try:
+        from fastgrpo.train.recipe import TrainingError, train
+    except ImportError as e:  # pragma: no cover - only if the install is broken
+        raise fail(f"the trainer could not be imported: {e}", code=1) from None
+    try:
+        train(cfg)
+    except TrainingError as e:
+        raise fail(str(e), code=1) from None
