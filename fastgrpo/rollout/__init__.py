@@ -1,0 +1,39 @@
+"""Rollout engines behind one interface (`RolloutEngine.generate`): HF generate and vLLM."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import torch
+
+from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
+
+__all__ = ["PromptInput", "RolloutEngine", "RolloutOutput", "SamplingParams", "make_engine", "resolve_engine_name"]
+
+
+def resolve_engine_name(engine: str) -> str:
+    """`auto` picks vllm when it is importable and CUDA is present, else HF generate."""
+    if engine != "auto":
+        return engine
+    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "hf"
+
+
+def make_engine(name: str, model: Any, tokenizer: Any, micro_batch_size: int = 64, **vllm_kwargs: Any) -> RolloutEngine:
+    name = resolve_engine_name(name)
+    eos = [tokenizer.eos_token_id]
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+        if e is not None and e not in eos:
+            eos.append(e)
+    if name == "hf":
+        from fastgrpo.rollout.hf import HFRolloutEngine
+
+        return HFRolloutEngine(model, tokenizer.pad_token_id, eos, micro_batch_size=micro_batch_size)
+    if name == "vllm":
+        from fastgrpo.rollout.vllm import VLLMRolloutEngine
+
+        return VLLMRolloutEngine(model, tokenizer, eos_token_ids=eos, **vllm_kwargs)
+    raise ValueError(f"unknown rollout engine {name!r}; choose auto, hf or vllm")

@@ -29,6 +29,9 @@ class PromptInput:
     """PIL images for vision models (already resized); empty for text."""
     processor_inputs: dict[str, Any] | None = None
     """Extra model inputs built by a processor (pixel_values, image_grid_thw) for HF vision models."""
+    uid: int | None = None
+    """Stable id of the prompt (e.g. its dataset index). Sampling noise is keyed by (seed, uid, sample),
+    so a response does not depend on batch composition, rank count or padding."""
 
 
 @dataclass

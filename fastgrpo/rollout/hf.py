@@ -1,19 +1,48 @@
 """HF `generate` rollout engine: the embedded default that runs anywhere, CPU included.
 
 Batched, left-padded, KV-cached sampling straight from the training model, so
-there are no weights to sync. Under FSDP with several ranks, `synced_gpus`
-keeps every rank stepping the model until all ranks are done, which keeps the
-per-layer all-gathers matched even when ranks finish at different lengths.
+there are no weights to sync. Two choices make runs reproducible across batch
+sizes and process counts:
+- sampling is Gumbel-max with one RNG stream per (seed, prompt uid, sample), so
+  each response depends only on its own key, not on what else is in the batch;
+- under FSDP with several ranks, `synced_gpus` keeps every rank stepping the
+  model until all are done, so the per-layer all-gathers stay matched.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from fastgrpo.rollout.base import PromptInput, RolloutOutput, SamplingParams
+
+
+def row_seed(seed: int, uid: int, sample: int) -> int:
+    """A 63-bit seed from the row's key; hashing avoids correlated neighbouring streams."""
+    digest = hashlib.blake2b(f"{seed}:{uid}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class _GumbelNoise(LogitsProcessor):
+    """Adds per-row Gumbel noise; argmax of (logits + noise) is an exact sample of softmax(logits)."""
+
+    def __init__(self, seeds: list[int], device: torch.device) -> None:
+        self.generators = []
+        for s in seeds:
+            g = torch.Generator(device=device)
+            g.manual_seed(s)
+            self.generators.append(g)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        vocab = scores.shape[-1]
+        u = torch.stack([torch.rand(vocab, generator=g, device=scores.device) for g in self.generators[: scores.shape[0]]])
+        gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+        return scores + gumbel.to(scores.dtype)
 
 
 class HFRolloutEngine:
@@ -42,27 +71,24 @@ class HFRolloutEngine:
     def generate(self, prompts: list[PromptInput], params: SamplingParams) -> RolloutOutput:
         if any(p.images for p in prompts) and any(p.processor_inputs is None for p in prompts):
             raise ValueError("HF engine: image prompts need processor_inputs (pixel_values, image_grid_thw)")
-        expanded = [p for p in prompts for _ in range(params.n)]
-        generator_state = None
-        if params.seed is not None:
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(params.seed)
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        rows = [(p, row_seed(seed, p.uid if p.uid is not None else i, j))
+                for i, p in enumerate(prompts) for j in range(params.n)]
         synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         was_training = self.model.training
         self.model.eval()
         responses: list[list[int]] = []
         logprobs: list[list[float]] | None = [] if self.return_logprobs else None
         try:
-            n_chunks = (len(expanded) + self.micro_batch_size - 1) // self.micro_batch_size
+            n_chunks = (len(rows) + self.micro_batch_size - 1) // self.micro_batch_size
             if synced:  # every rank must run the same number of generate calls
                 t = torch.tensor([n_chunks], device=self._device)
                 dist.all_reduce(t, op=dist.ReduceOp.MAX)
                 n_chunks = int(t.item())
             for c in range(n_chunks):
-                chunk = expanded[c * self.micro_batch_size : (c + 1) * self.micro_batch_size]
+                chunk = rows[c * self.micro_batch_size : (c + 1) * self.micro_batch_size]
                 if not chunk:  # this rank ran out; keep stepping with a dummy prompt to stay in sync
-                    chunk = [PromptInput(prompt_ids=[self.pad_token_id if self.pad_token_id is not None else 0])]
-                    self._generate_chunk(chunk, params, synced)
+                    self._generate_chunk([(PromptInput(prompt_ids=[self.pad_token_id]), 0)], params, synced)
                     continue
                 ids, lps = self._generate_chunk(chunk, params, synced)
                 responses.extend(ids)
@@ -71,38 +97,46 @@ class HFRolloutEngine:
         finally:
             if was_training:
                 self.model.train()
-            if generator_state is not None:
-                torch.random.set_rng_state(generator_state)
         return RolloutOutput(response_ids=responses, logprobs=logprobs, n=params.n)
 
-    def _generate_chunk(self, chunk: list[PromptInput], params: SamplingParams,
+    def _generate_chunk(self, chunk: list[tuple[PromptInput, int]], params: SamplingParams,
                         synced: bool) -> tuple[list[list[int]], list[list[float]]]:
         device = self._device
-        width = max(len(p.prompt_ids) for p in chunk)
-        input_ids = torch.full((len(chunk), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, p in enumerate(chunk):  # left padding: every prompt ends at the same column
+        prompts = [p for p, _ in chunk]
+        width = max(len(p.prompt_ids) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: every prompt ends at the same column
             input_ids[i, width - len(p.prompt_ids) :] = torch.tensor(p.prompt_ids)
             attention_mask[i, width - len(p.prompt_ids) :] = 1
         extra: dict[str, Any] = {}
-        if chunk[0].processor_inputs:
-            extra = _stack_processor_inputs([p.processor_inputs or {} for p in chunk], device)
-        do_sample = params.temperature > 0
-        sampling: dict[str, Any] = {"do_sample": do_sample}
-        if do_sample:
-            sampling.update(temperature=params.temperature, top_p=params.top_p,
-                            top_k=params.top_k if params.top_k and params.top_k > 0 else 0)
-        out = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
+        if prompts[0].processor_inputs:
+            extra = _stack_processor_inputs([p.processor_inputs or {} for p in prompts], device)
+        processors = LogitsProcessorList()
+        sampling = params.temperature > 0
+        if sampling:
+            if params.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k and params.top_k > 0:
+                processors.append(TopKLogitsWarper(params.top_k))
+            if params.top_p < 1.0:
+                processors.append(TopPLogitsWarper(params.top_p))
+            processors.append(_GumbelNoise([s for _, s in chunk], device))
+        gen_config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
+            do_sample=False,  # argmax over Gumbel-perturbed logits == sampling
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
-            synced_gpus=synced,
             return_dict_in_generate=True,
             output_logits=self.return_logprobs,
             use_cache=True,
-            **sampling,
+        )
+        out = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=gen_config,
+            logits_processor=processors,
+            synced_gpus=synced,
             **extra,
         )
         gen = out.sequences[:, width:].cpu()
@@ -116,7 +150,7 @@ class HFRolloutEngine:
             ids_out.append(row[:length].tolist())
             if self.return_logprobs:
                 logits = torch.stack([step[i] for step in out.logits[:length]]).float().cpu()
-                if do_sample:
+                if sampling:
                     logits = logits / params.temperature
                 lp = torch.log_softmax(logits, dim=-1).gather(-1, row[:length, None]).squeeze(-1)
                 lps_out.append(lp.tolist())

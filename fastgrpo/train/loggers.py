@@ -1,0 +1,94 @@
+"""Where step metrics go: the console line, metrics.jsonl, samples.jsonl, TensorBoard, W&B.
+
+Only rank 0 logs. JSONL lines are flushed every step so a killed run keeps
+every finished step; on resume, lines past the checkpoint are dropped so the
+file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fastgrpo.log import console, get_logger
+
+log = get_logger(__name__)
+
+CONSOLE_KEYS = (
+    ("reward", "all/reward"), ("acc", "all/accuracy"), ("len", "all/response_length"),
+    ("easy_len", "easy/response_length"), ("hard_len", "hard/response_length"),
+    ("kl", "actor/kl_loss"), ("loss", "actor/total_loss"), ("filt", "filter/filtered_fraction"),
+    ("s/step", "time/step"),
+)
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Keep only records with step <= max_step (resume rewinds to the checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= max_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill mid-write
+    path.write_text("".join(k + "\n" for k in kept))
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, backends: list[str], enabled: bool, config: dict[str, Any],
+                 project: str, name: str) -> None:
+        self.enabled = enabled
+        self.backends = set(backends)
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.samples_path = run_dir / "samples.jsonl"
+        self._tb = None
+        self._wandb = None
+        if not enabled:
+            return
+        if "tensorboard" in self.backends:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                log.warning("trainer.logger includes tensorboard but it is not installed (pip install tensorboard)")
+        if "wandb" in self.backends:
+            try:
+                import wandb
+
+                self._wandb = wandb.init(project=project, name=name, config=config, dir=str(run_dir), resume="allow")
+            except ImportError:
+                log.warning("trainer.logger includes wandb but it is not installed (pip install wandb)")
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None) for k, v in metrics.items()}
+        if "jsonl" in self.backends:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps({"step": step, **clean}) + "\n")
+        if self._tb is not None:
+            for k, v in clean.items():
+                if v is not None:
+                    self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=step)
+        if "console" in self.backends:
+            parts = [f"{short}={metrics[key]:.3g}" for short, key in CONSOLE_KEYS if key in metrics]
+            console.print(f"[dim]step {step}[/] " + " ".join(parts), highlight=False)
+
+    def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        if self.enabled and samples:
+            with self.samples_path.open("a") as f:
+                for s in samples:
+                    f.write(json.dumps({"step": step, **s}) + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,107 @@
+"""Load the actor and reference models and shard them with FSDP2.
+
+FSDP2 (`fully_shard`) wraps each decoder layer, then the root; the same call
+runs on CPU with gloo (tests) and on GPUs with nccl. A single process trains
+the plain module: sharding over one rank only adds hook overhead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from fastgrpo.config import ModelConfig
+from fastgrpo.train.dist import DistInfo
+
+
+class ModelLoadError(RuntimeError):
+    """The model or tokenizer could not be loaded; the message names the path."""
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def resolve_attn(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "sdpa"
+    if name == "flash_attention_2":
+        from fastgrpo.utils.optional import require
+
+        require("flash_attn", extra="gpu", what="model.attn_implementation=flash_attention_2")
+        if device.type != "cuda":
+            raise ModelLoadError("model.attn_implementation=flash_attention_2 needs a CUDA device; use sdpa on CPU")
+    return name
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    path = cfg.tokenizer_path or cfg.path
+    if not path:
+        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except Exception as e:
+        raise ModelLoadError(f"could not load the tokenizer from {path!r}: {type(e).__name__}: {e}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(cfg: ModelConfig, device: torch.device, for_training: bool) -> torch.nn.Module:
+    if not cfg.path:
+        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    local = Path(cfg.path).expanduser()
+    if cfg.path.startswith((".", "/", "~")) and not local.exists():
+        raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
+    dtype = resolve_dtype(cfg.dtype, device)
+    try:
+        config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.path,
+            config=config,
+            dtype=dtype,
+            attn_implementation=resolve_attn(cfg.attn_implementation, device),
+            trust_remote_code=cfg.trust_remote_code,
+        )
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"could not load a causal LM from {cfg.path!r}: {type(e).__name__}: {e}") from None
+    model.to(device)
+    if for_training:
+        model.train()
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    else:
+        model.eval()
+        model.requires_grad_(False)
+    return model
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated transformer blocks: the unit FSDP2 shards and gathers one at a time."""
+    names = getattr(model, "_no_split_modules", None) or []
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ModelLoadError(f"cannot find decoder layers to shard in {type(model).__name__}")
+    return layers
+
+
+def shard_fsdp2(model: torch.nn.Module, info: DistInfo, mixed_precision: bool, reshard_after_forward: bool) -> None:
+    """Apply FSDP2 `fully_shard` to every decoder layer and then the root (in place)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(info.device.type, (info.world_size,))
+    kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
+    if mixed_precision and info.device.type == "cuda":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
+    fully_shard(model, **kwargs)

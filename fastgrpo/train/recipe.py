@@ -1,0 +1,444 @@
+"""The FAST-GRPO training recipe, readable top to bottom.
+
+One step, for B prompts x G samples (SPEC section 1):
+  1. rollouts: each rank samples G responses for its share of the B prompts;
+  2. scores: accuracy / format / overall per response (process pool, timeouts);
+  3. every rank gathers all groups, so the group-level math below is computed
+     identically everywhere: Slow2Fast filtering (refill until B groups pass),
+     difficulty and the easy/hard split, thinking reward, advantages, and the
+     per-group KL coefficient;
+  4. policy update: PPO-clip loss + per-sample-weighted KL to the frozen
+     reference, normalized over the *global* batch, so 1 process and N
+     processes compute the same update;
+  5. metrics, samples, checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fastgrpo.algo.advantages import compute_advantages
+from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
+from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
+from fastgrpo.algo.kl import group_kl_coef
+from fastgrpo.algo.loss import agg_denominator, total_loss
+from fastgrpo.algo.metrics import bucket_metrics
+from fastgrpo.algo.thinking import thinking_reward
+from fastgrpo.config import Config, dump_config, to_dict
+from fastgrpo.data.io import DataSourceError
+from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
+from fastgrpo.log import console, get_logger
+from fastgrpo.reward import RewardScorer
+from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
+from fastgrpo.rollout.hf import row_seed
+from fastgrpo.train.batch import pack, response_logprobs
+from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
+from fastgrpo.train.dist import DistInfo, all_gather_objects, all_reduce_sum, barrier, init_distributed, seed_everything
+from fastgrpo.train.loggers import RunLogger, truncate_jsonl
+from fastgrpo.train.model import ModelLoadError, load_causal_lm, load_tokenizer, shard_fsdp2
+
+log = get_logger(__name__)
+
+# Loss metrics averaged with the aggregation's own weights, so they match across process counts.
+WEIGHTED_LOSS_METRICS = ("pg_loss", "kl_loss", "total_loss", "pg_clipfrac", "ppo_kl")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class Group:
+    """One prompt and its G scored responses."""
+
+    example: PromptExample
+    response_ids: list[list[int]]
+    texts: list[str]
+    scores: dict[str, list[float]]  # accuracy / format / overall, per response
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r) for r in self.response_ids]
+
+
+def train(cfg: Config) -> Path:
+    """Run FAST-GRPO training to completion (or resume it); returns the run directory."""
+    info = init_distributed(cfg.trainer.device)
+    try:
+        return FastGRPORecipe(cfg, info).run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class FastGRPORecipe:
+    def __init__(self, cfg: Config, info: DistInfo) -> None:
+        self.cfg, self.info = cfg, info
+        self.run_dir = Path(cfg.trainer.output_dir) / cfg.trainer.experiment_name
+        self.ckpt_root = self.run_dir / "checkpoints"
+
+    # ----------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg, info = self.cfg, self.info
+        # Everything that can fail on bad input happens before the run directory exists.
+        if not cfg.data.train_files:
+            raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
+        try:
+            self.tokenizer = load_tokenizer(cfg.model)
+            self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
+        except (ModelLoadError, DataSourceError) as e:
+            raise TrainingError(str(e)) from None
+        seed_everything(cfg.trainer.seed)
+        if cfg.trainer.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            self.model = load_causal_lm(cfg.model, info.device, for_training=True)
+            self.ref = self._make_reference()
+        except ModelLoadError as e:
+            raise TrainingError(str(e)) from None
+        if info.distributed:
+            shard_fsdp2(self.model, info, cfg.actor.mixed_precision, cfg.actor.fsdp_reshard_after_forward)
+            if self.ref is not None:
+                shard_fsdp2(self.ref, info, cfg.actor.mixed_precision, True)
+        a = cfg.actor
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=a.lr, betas=(a.betas[0], a.betas[1]), weight_decay=a.weight_decay,
+        )
+        per_epoch = max(1, len(self.examples) // cfg.data.rollout_batch_size)
+        self.total_steps = cfg.trainer.max_steps or cfg.trainer.total_epochs * per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.sampler = PromptSampler(len(self.examples), seed=cfg.data.seed, shuffle=cfg.data.shuffle)
+        self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
+        self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
+                                  **self._vllm_kwargs())
+        self.scorer = RewardScorer(
+            reward_function=cfg.reward.reward_function, template=cfg.reward.template,
+            format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
+            num_workers=cfg.reward.num_workers,
+        )
+        self.logger = RunLogger(self.run_dir, cfg.trainer.logger, info.is_main, to_dict(cfg),
+                                cfg.trainer.project_name, cfg.trainer.experiment_name)
+
+    def _make_reference(self) -> torch.nn.Module | None:
+        a = self.cfg.algorithm
+        if not a.use_kl_loss or (a.kl_type == "fixed" and a.kl_coef == 0) or (
+            a.kl_type == "group_accuracy_based" and a.kl_max_coef == 0
+        ):
+            return None
+        return load_causal_lm(self.cfg.model, self.info.device, for_training=False)
+
+    def _vllm_kwargs(self) -> dict[str, Any]:
+        r = self.cfg.rollout
+        return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
+                "enable_sleep_mode": r.enable_sleep_mode, "max_model_len": self.cfg.data.max_prompt_length
+                + self.cfg.data.max_response_length, "seed": r.seed}
+
+    def _lr_lambda(self, step: int) -> float:
+        a = self.cfg.actor
+        warmup = int(a.warmup_ratio * self.total_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        if a.lr_scheduler == "constant":
+            return 1.0
+        frac = (step - warmup) / max(1, self.total_steps - warmup)
+        if a.lr_scheduler == "linear":
+            return max(0.0, 1.0 - frac)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+    def _write_run_files(self) -> None:
+        if not self.info.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
+        hf_base = self.run_dir / "hf_base"
+        if not (hf_base / "config.json").exists():
+            tmp = self.run_dir / ".tmp_hf_base"
+            model = self.model
+            model.config.save_pretrained(tmp)
+            if getattr(model, "generation_config", None) is not None:
+                model.generation_config.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            tmp.rename(hf_base)
+
+    def _resume(self) -> int:
+        """Restore from a checkpoint per trainer.resume; returns the step to continue after."""
+        mode = self.cfg.trainer.resume
+        clean_stale_temp(self.ckpt_root, self.info)
+        if mode == "none":
+            return 0
+        path = latest_checkpoint(self.ckpt_root) if mode == "auto" else Path(mode)
+        if path is None:
+            return 0
+        if not (path / "trainer_state.json").exists():
+            raise TrainingError(f"trainer.resume={mode}: {path} is not a checkpoint folder (no trainer_state.json)")
+        state = load_checkpoint(path, self.model, self.optimizer, self.info)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.window.load_state_dict(state["difficulty_window"])
+        step = int(state["step"])
+        if self.info.is_main:
+            truncate_jsonl(self.logger.metrics_path, step)
+            truncate_jsonl(self.logger.samples_path, step)
+        log.info("resumed from %s (step %d)", path, step)
+        return step
+
+    def _save(self, step: int) -> Path:
+        state = {
+            "step": step,
+            "total_steps": self.total_steps,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "world_size": self.info.world_size,
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "difficulty_window": self.window.state_dict(),
+        }
+        path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
+                               self.cfg.trainer.save_limit)
+        log.info("saved checkpoint %s", path)
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        self.setup()
+        self._write_run_files()
+        barrier(self.info)
+        start = self._resume()
+        last_saved = start
+        step = start
+        interrupted = False
+        progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+            disable=not self.info.is_main,
+        )
+        try:
+            with progress, self.scorer:
+                task = progress.add_task("train", total=self.total_steps, completed=start)
+                for step in range(start + 1, self.total_steps + 1):
+                    metrics, samples = self.train_step(step)
+                    self.logger.log(step, metrics)
+                    self.logger.log_samples(step, samples)
+                    progress.update(task, advance=1)
+                    if self.cfg.trainer.save_freq > 0 and step % self.cfg.trainer.save_freq == 0:
+                        self._save(step)
+                        last_saved = step
+                if step > last_saved:
+                    self._save(step)
+                    last_saved = step
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.logger.close()
+        if interrupted:
+            done = step - 1 if step > start else start  # the interrupted step did not finish
+            if done > last_saved:
+                console.print(f"[yellow]interrupted: saving a checkpoint at step {done}[/]")
+                self._save(done)
+            raise TrainingError(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
+        return self.run_dir
+
+    def train_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        t0 = time.perf_counter()
+        low, high = resolve_filter_bounds(self.cfg.algorithm.dynamic_filter_schedule,
+                                          training_progress(step, self.total_steps),
+                                          self.cfg.algorithm.filter_low, self.cfg.algorithm.filter_high)
+        groups, candidates, metrics = self.collect_groups(step, low, high)
+        t1 = time.perf_counter()
+        batch, group_metrics = self.compute_advantages(groups, candidates)
+        metrics.update(group_metrics)
+        metrics.update(self.update_policy(batch, step))
+        t2 = time.perf_counter()
+        metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        n_tokens = sum(sum(g.lengths) for g in groups)
+        metrics.update({"time/step": t2 - t0, "time/rollout": t1 - t0, "time/update": t2 - t1,
+                        "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9)})
+        return metrics, self._sample_records(groups, batch)
+
+    # -------------------------------------------------------------- rollouts
+    def collect_groups(self, step: int, low: float, high: float) -> tuple[list[Group], list[Group], dict[str, float]]:
+        """Generate and score until B groups pass the Slow2Fast filter (bounded tries)."""
+        cfg, info = self.cfg, self.info
+        target = cfg.data.rollout_batch_size
+        filler = BatchFiller(target, low, high, cfg.algorithm.max_try_make_batch, cfg.algorithm.online_filtering)
+        candidates: list[Group] = []
+        timeouts = 0
+        round_ = 0
+        while not filler.done:
+            idx = self.sampler.next(target)
+            mine = [self.examples[i] for i in idx[info.rank :: info.world_size]]
+            params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                    top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
+                                    seed=row_seed(cfg.rollout.seed, step, round_))
+            out = self.engine.generate([PromptInput(e.prompt_ids, uid=e.uid) for e in mine], params)
+            texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+            n = cfg.rollout.n
+            result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
+                                       [e.extras for e in mine for _ in range(n)])
+            timeouts += result.timeouts
+            local = [
+                Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
+                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")})
+                for i, e in enumerate(mine)
+            ]
+            gathered = all_gather_objects(local, info)
+            # Restore the sampler's global order: rank r held positions r, r+W, r+2W, ...
+            ordered = [gathered[j % info.world_size][j // info.world_size] for j in range(len(idx))]
+            candidates.extend(ordered)
+            filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
+            round_ += 1
+        result = filler.result()
+        if not result.full:
+            log.warning("step %d: %s", step, result.warning)
+        metrics = dict(result.metrics)
+        metrics["reward/timeouts"] = float(timeouts)
+        if not result.items:
+            raise TrainingError(
+                f"step {step}: online filtering kept no group in {result.tries} tries (bounds [{low}, {high}]); "
+                "the data is too easy or too hard for the model. Widen algorithm.dynamic_filter_schedule bounds "
+                "or set algorithm.online_filtering=false."
+            )
+        return result.items, candidates, metrics
+
+    # ------------------------------------------------------ group-level math
+    def compute_advantages(self, groups: list[Group], candidates: list[Group]) -> tuple[dict[str, Any], dict[str, float]]:
+        """Difficulty, easy/hard split, thinking reward, advantages and KL coefficients for the kept groups."""
+        a = self.cfg.algorithm
+        acc = torch.tensor([g.scores["accuracy"] for g in groups], dtype=torch.float32)
+        fmt = torch.tensor([g.scores["format"] for g in groups], dtype=torch.float32)
+        overall = torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32)
+        lengths = torch.tensor([g.lengths for g in groups], dtype=torch.float32)
+        complexity = torch.tensor([g.example.complexity for g in groups], dtype=torch.float32)
+        diff = difficulty(group_pass_rate(acc), complexity)
+        # The percentile's population: every group generated this step (kept or filtered), or a running window.
+        cand_acc = torch.tensor([g.scores["accuracy"] for g in candidates], dtype=torch.float32)
+        cand_diff = difficulty(group_pass_rate(cand_acc), torch.tensor([g.example.complexity for g in candidates]))
+        if a.difficulty_population == "window":
+            self.window.push(cand_diff)
+            population = self.window.values()
+        else:
+            population = cand_diff
+        is_hard, threshold = split_easy_hard(diff, a.easy_percentile, population=population)
+        think = (thinking_reward(lengths, acc, is_hard, a.thinking_reward_weight) if a.thinking_reward
+                 else torch.zeros_like(acc))
+        reward = overall + think
+        adv = compute_advantages(reward, a.adv_estimator)
+        beta = group_kl_coef(acc, a.kl_type, a.kl_coef, a.kl_min_coef, a.kl_max_coef)
+        metrics = bucket_metrics(acc, lengths, is_hard, kl_coef=beta, thinking_reward=think, difficulty=diff,
+                                 reward=reward, format_reward=fmt, threshold=threshold)
+        cand_hard, _ = split_easy_hard(cand_diff, a.easy_percentile, population=population)
+        kept_ids = {id(g) for g in groups}
+        kept = torch.tensor([id(g) in kept_ids for g in candidates])
+        for bucket, sel in (("easy", ~cand_hard), ("hard", cand_hard)):
+            if int(sel.sum()):
+                metrics[f"{bucket}/filtered_fraction"] = 1.0 - float(kept[sel].float().mean())
+        metrics["all/advantage_abs"] = float(adv.abs().mean())
+        batch = {"groups": groups, "advantages": adv, "kl_coef": beta, "reward": reward, "is_hard": is_hard}
+        return batch, metrics
+
+    # --------------------------------------------------------- policy update
+    def update_policy(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        cfg, info = self.cfg, self.info
+        a = cfg.algorithm
+        samples = [
+            (g.example.prompt_ids, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
+            for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
+        ]
+        gbs, mbs = cfg.actor.global_batch_size, cfg.actor.micro_batch_size
+        chunks = [samples[i : i + gbs] for i in range(0, len(samples), gbs)]
+        n_updates = len(chunks) * cfg.actor.ppo_epochs
+        need_ref = self.ref is not None
+        # Each rank owns samples r, r+W, ...; every rank runs the same number of micro-batches
+        # (padding with zero-weight copies) so FSDP's collectives stay matched.
+        plans = [self._micro_plan(chunk, mbs) for chunk in chunks]
+        ref_lp = {id(mb): self._logprobs(self.ref, mb) for plan in plans for mb, _ in plan} if need_ref else {}
+        old_lp = ({id(mb): self._logprobs(self.model, mb) for plan in plans for mb, _ in plan}
+                  if n_updates > 1 else {})
+        sums: dict[str, float] = {}
+        weights = 0.0
+        grad_norms = []
+        norm_c = float(cfg.data.max_response_length)
+        self.model.train()
+        for _epoch in range(cfg.actor.ppo_epochs):
+            for chunk, plan in zip(chunks, plans, strict=True):
+                mask_all = [len(s[1]) for s in chunk]
+                global_den = agg_denominator(mask_all, a.loss_agg_mode)
+                self.optimizer.zero_grad(set_to_none=True)
+                for mb, real in plan:
+                    packed = pack([s[0] for s in mb], [s[1] for s in mb], self.tokenizer.pad_token_id, info.device)
+                    logp = response_logprobs(self.model, packed, cfg.rollout.temperature)
+                    old = old_lp[id(mb)] if old_lp else logp.detach()
+                    adv = torch.tensor([s[2] for s in mb], device=info.device)
+                    beta = torch.tensor([s[3] for s in mb], device=info.device)
+                    loss, m = total_loss(
+                        logp, old, adv, packed.response_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
+                        kl_penalty=a.kl_penalty, use_kl_loss=need_ref, clip_ratio_low=a.clip_ratio_low,
+                        clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
+                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c,
+                    )
+                    local_den = agg_denominator([len(s[1]) for s in mb], a.loss_agg_mode) if real else 0.0
+                    scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
+                    (loss * scale).backward()
+                    for k in WEIGHTED_LOSS_METRICS:
+                        if k in m and math.isfinite(m[k]):
+                            sums[k] = sums.get(k, 0.0) + m[k] * local_den
+                    weights += local_den
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.actor.max_grad_norm)
+                if hasattr(grad_norm, "full_tensor"):
+                    grad_norm = grad_norm.full_tensor()
+                grad_norm = float(grad_norm)
+                if not math.isfinite(grad_norm):
+                    latest = latest_checkpoint(self.ckpt_root)
+                    raise TrainingError(
+                        f"step {step}: non-finite loss/gradient (grad norm {grad_norm}); stopping without applying "
+                        f"the update. Last good checkpoint: {latest or 'none'}. Lower actor.lr or check the data."
+                    )
+                self.optimizer.step()
+                grad_norms.append(grad_norm)
+        stats = torch.tensor([sums.get(k, 0.0) for k in WEIGHTED_LOSS_METRICS] + [weights], dtype=torch.float64)
+        stats = all_reduce_sum(stats, info)
+        total_w = float(stats[-1])
+        out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
+               if total_w > 0 and k in sums}
+        out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
+        out["actor/num_updates"] = float(n_updates)
+        return out
+
+    def _micro_plan(self, chunk: list[tuple], mbs: int) -> list[tuple[list[tuple], bool]]:
+        info = self.info
+        mine = chunk[info.rank :: info.world_size]
+        per_rank_max = math.ceil(len(chunk) / info.world_size)
+        n_micro = max(1, math.ceil(per_rank_max / mbs))
+        plan = []
+        for i in range(n_micro):
+            mb = mine[i * mbs : (i + 1) * mbs]
+            plan.append((mb, True) if mb else ([chunk[0]], False))  # zero-weight filler keeps ranks in step
+        return plan
+
+    @torch.no_grad()
+    def _logprobs(self, model: torch.nn.Module, mb: list[tuple]) -> torch.Tensor:
+        packed = pack([s[0] for s in mb], [s[1] for s in mb], self.tokenizer.pad_token_id, self.info.device)
+        return response_logprobs(model, packed, self.cfg.rollout.temperature)
+
+    def _sample_records(self, groups: list[Group], batch: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for gi, g in enumerate(groups):
+            for j in range(len(g.texts)):
+                if len(out) >= self.cfg.trainer.log_samples:
+                    return out
+                out.append({
+                    "uid": g.example.uid, "prompt": g.example.prompt_text, "response": g.texts[j],
+                    "answer": g.example.answer, "accuracy": g.scores["accuracy"][j],
+                    "reward": float(batch["reward"][gi, j]), "length": g.lengths[j],
+                    "hard": bool(batch["is_hard"][gi]),
+                })
+        return out

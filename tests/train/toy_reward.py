@@ -1,0 +1,13 @@
+"""A custom reward (loaded as `path.py:function`) that a random tiny model can learn in a few steps."""
+
+from __future__ import annotations
+
+
+def digit_fraction(inputs: list[dict], **kwargs: object) -> list[dict]:
+    """Fraction of response characters that are digits: dense, so GRPO moves it within a few dozen steps."""
+    out = []
+    for item in inputs:
+        text = item["response"]
+        frac = sum(ch.isdigit() for ch in text) / max(1, len(text))
+        out.append({"overall": frac, "accuracy": float(frac >= 0.5), "format": 0.0})
+    return out
