@@ -39,6 +39,14 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         _configured = True
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import warnings
+
+    # Single-process DCP save/load is intended here; the warning would print on every checkpoint.
+    warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -230,3 +230,19 @@ def total_loss(
     loss = agg_loss(tok, mask, loss_agg_mode, norm_constant)
     metrics["total_loss"] = _f(loss)
     return loss, metrics
+
+
+def agg_denominator(response_lengths: list[int], loss_agg_mode: str = "token-mean") -> float:
+    """The quantity `agg_loss` divides by, for a batch with these response lengths.
+
+    Why: a global batch split into micro-batches (and ranks) is normalized by the
+    *global* denominator: each micro-batch's `agg_loss` is rescaled by
+    local / global denominator, so the summed gradients equal one big batch's.
+    """
+    if loss_agg_mode == "token-mean":
+        return float(sum(response_lengths))
+    if loss_agg_mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
+        return float(sum(1 for n in response_lengths if n > 0))
+    if loss_agg_mode == "seq-mean-token-sum-norm":
+        return float(len(response_lengths))
+    raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {loss_agg_mode!r}")

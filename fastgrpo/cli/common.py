@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from fastgrpo.config import Config, ConfigError, load_config
 from fastgrpo.log import console
@@ -12,11 +13,17 @@ from fastgrpo.log import console
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` in red and return the Exit to raise (code 2 = bad input)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # escape: messages quote user text (paths, values) that rich would otherwise read as markup
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(code)
 
 
 def load_or_exit(config: Path | None, overrides: list[str] | None) -> Config:
+    """Load + validate, or exit 2 with the message. A first argument like `a.b=c` is an override, not a file."""
+    overrides = list(overrides or [])
+    if config is not None and "=" in str(config) and not Path(config).exists():
+        overrides.insert(0, str(config))
+        config = None
     try:
         return load_config(config, overrides or [])
     except ConfigError as e:

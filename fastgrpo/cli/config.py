@@ -21,7 +21,14 @@ def show(
     config: Path = typer.Argument(None, help="YAML config (omit to see every default)."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. trainer.max_steps=10."),
 ) -> None:
-    """Print the fully resolved config (defaults + file + overrides) as YAML."""
+    """Print the fully resolved config (defaults + file + overrides) as YAML.
+
+    Examples:
+
+      fastgrpo config show configs/fast_grpo_text.yaml algorithm.kl_coef=0.02
+
+      fastgrpo config show trainer.max_steps=10    (defaults plus an override)
+    """
     cfg = load_or_exit(config, overrides)
     typer.echo(dump_config(cfg), nl=False)
 
@@ -31,6 +38,13 @@ def validate(
     config: Path = typer.Argument(..., help="YAML config to check."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides to check along with it."),
 ) -> None:
-    """Check a config; exit 0 if valid, 2 with the offending key if not."""
+    """Check a config; exit 0 if valid, 2 with the offending key if not.
+
+    Examples:
+
+      fastgrpo config validate configs/fast_grpo_vision.yaml
+
+      fastgrpo config validate configs/fast_grpo_text.yaml actor.micro_batch_size=8
+    """
     load_or_exit(config, overrides)
     typer.echo(f"{config}: ok")

@@ -13,9 +13,9 @@ from fastgrpo.cli.common import fail, load_or_exit
 
 
 def train_command(
-    config: Path = typer.Argument(..., help="YAML config, e.g. configs/demo.yaml."),
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/demo.yaml (or start directly with overrides)."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides: algorithm.kl_coef=0.02 trainer.max_steps=10"),
-    nproc: int = typer.Option(1, "--nproc", help="Processes on this node; >1 relaunches under torchrun."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this node; >1 relaunches under torchrun."),
 ) -> None:
     """Run FAST-GRPO training.
 
@@ -35,8 +35,12 @@ def train_command(
     """
     cfg = load_or_exit(config, overrides)  # bad config: exit 2 before anything starts
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+        if "--nproc" in sys.argv:  # drop the flag's separate value too
+            i = sys.argv.index("--nproc")
+            args = [a for j, a in enumerate(sys.argv[1:], start=1) if j not in (i, i + 1)]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "fastgrpo", "train", str(config), *(overrides or [])]
+               "-m", "fastgrpo", *args]
         raise typer.Exit(subprocess.call(cmd))
     try:
         from fastgrpo.train.recipe import TrainingError, train

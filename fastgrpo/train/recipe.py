@@ -23,7 +23,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from fastgrpo.algo.advantages import compute_advantages
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
@@ -41,7 +48,14 @@ from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.train.batch import pack, response_logprobs
 from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
-from fastgrpo.train.dist import DistInfo, all_gather_objects, all_reduce_sum, barrier, init_distributed, seed_everything
+from fastgrpo.train.dist import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    seed_everything,
+)
 from fastgrpo.train.loggers import RunLogger, truncate_jsonl
 from fastgrpo.train.model import ModelLoadError, load_causal_lm, load_tokenizer, shard_fsdp2
 
@@ -182,6 +196,11 @@ class FastGRPORecipe:
             raise TrainingError(f"trainer.resume={mode}: {path} is not a checkpoint folder (no trainer_state.json)")
         state = load_checkpoint(path, self.model, self.optimizer, self.info)
         self.scheduler.load_state_dict(state["scheduler"])
+        # The config's learning rate wins over the checkpoint's (e.g. resuming with a lower actor.lr).
+        self.scheduler.base_lrs = [self.cfg.actor.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.cfg.actor.lr
+            group["lr"] = self.cfg.actor.lr * self._lr_lambda(self.scheduler.last_epoch)
         self.sampler.load_state_dict(state["sampler"])
         self.window.load_state_dict(state["difficulty_window"])
         step = int(state["step"])

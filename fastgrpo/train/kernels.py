@@ -1,0 +1,106 @@
+"""Attention implementation and optional Liger kernels, chosen from the config with clear errors.
+
+- `select_attn_implementation`: `auto` -> flash_attention_2 when CUDA, a half
+  dtype and the `flash_attn` package are all there, else sdpa; an explicit
+  `flash_attention_2` without the package or without CUDA is an error that says
+  what to install or set, never an ImportError traceback.
+- `apply_liger`: Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) patched into a
+  loaded model. Its fused linear cross-entropy is never enabled: it replaces
+  the forward that returns logits, and the trainer needs the logits.
+- `load_vision_lm`: `load_causal_lm` for image-text-to-text models (Qwen2-VL,
+  Qwen2.5-VL, Qwen3-VL), which `AutoModelForCausalLM` does not load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastgrpo.utils.optional import require
+
+__all__ = ["apply_liger", "is_vision_config", "load_vision_lm", "select_attn_implementation"]
+
+ATTN_CHOICES = ("auto", "eager", "sdpa", "flash_attention_2")
+
+
+def select_attn_implementation(requested: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """The `attn_implementation` to pass to `from_pretrained` for `model.attn_implementation=requested`."""
+    if requested not in ATTN_CHOICES:
+        raise ValueError(f"model.attn_implementation={requested!r}; choose one of {', '.join(ATTN_CHOICES)}")
+    half = dtype in (torch.bfloat16, torch.float16)
+    if requested == "auto":
+        if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+        return "sdpa"
+    if requested == "flash_attention_2":
+        require("flash_attn", extra="gpu", what="model.attn_implementation=flash_attention_2")
+        if device.type != "cuda":
+            raise RuntimeError("model.attn_implementation=flash_attention_2 needs a CUDA device; use sdpa on CPU")
+        if dtype is not None and not half:
+            raise RuntimeError(f"flash_attention_2 runs in bfloat16/float16, not {dtype}; set model.dtype=bfloat16")
+    return requested
+
+
+def apply_liger(model: Any, enabled: bool, rope: bool = True, rms_norm: bool = True, swiglu: bool = True) -> bool:
+    """Patch Liger kernels into `model` in place when `enabled` (model.enable_liger); returns whether it did.
+
+    Raises MissingDependencyError without the `liger_kernel` package. Cross-entropy kernels stay off.
+    """
+    if not enabled:
+        return False
+    require("liger_kernel", extra="gpu", what="model.enable_liger=true")
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, rope=rope, rms_norm=rms_norm, swiglu=swiglu,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
+    return True
+
+
+def is_vision_config(config: Any) -> bool:
+    """Whether a model config is a vision-language one (it has a vision tower config)."""
+    return getattr(config, "vision_config", None) is not None
+
+
+def load_vision_lm(cfg: Any, device: torch.device, for_training: bool) -> torch.nn.Module:
+    """Load an image-text-to-text model as `fastgrpo.train.model.load_causal_lm` loads a causal LM.
+
+    `cfg` is the `model` config section; attention and Liger kernels follow it.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from fastgrpo.train.model import ModelLoadError, resolve_dtype
+    from fastgrpo.utils.optional import MissingDependencyError
+
+    if not cfg.path:
+        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    if cfg.path.startswith((".", "/", "~")) and not Path(cfg.path).expanduser().exists():
+        raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
+    dtype = resolve_dtype(cfg.dtype, device)
+    try:
+        attn = select_attn_implementation(cfg.attn_implementation, device, dtype)
+    except (MissingDependencyError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(str(e)) from None
+    try:
+        config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            cfg.path, config=config, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.trust_remote_code
+        )
+    except Exception as e:
+        raise ModelLoadError(f"could not load a vision-language model from {cfg.path!r}: {type(e).__name__}: {e}") from None
+    try:
+        apply_liger(model, bool(getattr(cfg, "enable_liger", False)))
+    except MissingDependencyError as e:
+        raise ModelLoadError(str(e)) from None
+    model.to(device)
+    if for_training:
+        model.train()
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    else:
+        model.eval()
+        model.requires_grad_(False)
+    return model

@@ -1,0 +1,157 @@
+"""Real FAST-GRPO training on a tiny Qwen2 (CPU): learning, FSDP2 parity, kill-and-resume, failures."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+from transformers import AutoModelForCausalLM
+
+from fastgrpo.train.checkpoint import list_checkpoints
+from fastgrpo.train.recipe import TrainingError, train
+
+from .conftest import read_metrics, toy_config, toy_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, **popen: object) -> list[str]:
+    return [sys.executable, "-m", "fastgrpo", "-q", "train", *args]
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "reward/score_seconds"} for r in rows]
+
+
+def _assert_metrics_close(a: list[dict], b: list[dict], rel: float = 1e-4) -> None:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(_comparable(a), _comparable(b), strict=True):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            va, vb = ra[k], rb[k]
+            if va is None or vb is None:
+                assert va == vb, k
+            else:
+                assert va == pytest.approx(vb, rel=rel, abs=1e-6), f"step {ra['step']} {k}: {va} vs {vb}"
+
+
+@pytest.mark.slow
+def test_training_learns_toy_reward_and_changes_parameters(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 24, "actor.lr": 1e-2, "rollout.n": 8,
+                                                        "actor.global_batch_size": 32})
+    run_dir = train(cfg)
+    rows = read_metrics(run_dir)
+    assert len(rows) == 24
+    for r in rows:
+        for k in ("actor/total_loss", "actor/grad_norm", "all/reward", "all/response_length"):
+            assert r[k] is not None and math.isfinite(r[k]), (r["step"], k)
+    first = sum(r["all/reward"] for r in rows[:6]) / 6
+    last = sum(r["all/reward"] for r in rows[-6:]) / 6
+    assert last > first + 0.05, f"reward did not rise: first {first:.3f}, last {last:.3f}"
+
+    # The saved weights differ from the starting model.
+    (step, ckpt), = list_checkpoints(run_dir / "checkpoints")
+    assert step == 24
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    state = {"model": {k: torch.empty_like(v) for k, v in base.state_dict().items() if k != "lm_head.weight"}}
+    dcp.load(state, checkpoint_id=str(ckpt / "model"))
+    diff = max((state["model"][k] - v).abs().max().item() for k, v in base.state_dict().items() if k in state["model"])
+    assert diff > 1e-3
+    assert (run_dir / "samples.jsonl").exists() and (run_dir / "config.yaml").exists()
+    assert (run_dir / "hf_base" / "config.json").exists() and (run_dir / "hf_base" / "tokenizer.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    """torchrun --nproc_per_node 2 (FSDP2, gloo) computes the same steps as one process with the same global batch."""
+    extra = {"trainer.max_steps": 3, "algorithm.online_filtering": True, "algorithm.filter_key": "overall",
+             "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 1.0}]",
+             "data.max_response_length": 10}
+    one = train(toy_config(tiny_model, toy_data, tmp_path / "one", **extra))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "fastgrpo", "-q", "train", *toy_overrides(tiny_model, toy_data, tmp_path / "two", **extra)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_metrics_close(read_metrics(one), read_metrics(tmp_path / "two" / "run"), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    extra = {"trainer.max_steps": 8, "trainer.save_freq": 2, "trainer.save_limit": 2}
+    reference = train(toy_config(tiny_model, toy_data, tmp_path / "ref", **extra))
+
+    args = _cli(*toy_overrides(tiny_model, toy_data, tmp_path / "killed", **extra))
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpts = tmp_path / "killed" / "run" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if any(s >= 4 for s, _ in list_checkpoints(ckpts)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed; " + proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(s for s, _ in list_checkpoints(ckpts))
+    assert 4 <= killed_at < 8
+    resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_metrics_close(read_metrics(reference), read_metrics(tmp_path / "killed" / "run"), rel=1e-6)
+    # Rotation kept only the newest two checkpoints; no temp folders remain.
+    assert [s for s, _ in list_checkpoints(ckpts)] == [6, 8]
+    assert not list(ckpts.glob(".tmp_*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    args = _cli(*toy_overrides(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 200}))
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "interrupted" in err and "resume with the same command" in err
+    saved = list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert saved and saved[-1][0] >= 2
+
+
+def test_missing_dataset_field_fails_before_any_work(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"data.answer_key": "solution"})
+    with pytest.raises(TrainingError, match=r"missing column\(s\) \['solution'\].*data.answer_key"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_model_path_is_a_clear_cli_error(toy_data: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(_cli(*toy_overrides(tmp_path / "nope", toy_data, tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and str(tmp_path / "nope") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    # A first run leaves a good checkpoint; continuing it with an absurd learning rate blows the weights up.
+    good = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 2, "trainer.save_freq": 2})
+    train(good)
+    bad = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 6, "trainer.save_freq": 1,
+                                                         "actor.lr": 1e30, "actor.max_grad_norm": 1e30})
+    with pytest.raises(TrainingError, match="non-finite") as info:
+        train(bad)
+    assert "Last good checkpoint" in str(info.value)
+    for _, ckpt in list_checkpoints(tmp_path / "run" / "checkpoints"):
+        state = {"model": {}}
+        meta = dcp.FileSystemReader(str(ckpt / "model")).read_metadata()
+        assert meta is not None and state is not None
