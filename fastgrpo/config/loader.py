@@ -70,6 +70,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         (item_tp,) = get_args(tp)
         return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
+        if value is None:  # `trainer:` with every key commented out: all defaults
+            value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping ({tp.__name__}), got {type(value).__name__} {value!r}")
         return from_dict(tp, value, path)
@@ -122,24 +124,47 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str) -> tuple[list[str], Any, str]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.path=value (e.g. trainer.max_steps=10)")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r}: empty key path")
+    raw = raw.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         value = raw
-    return key.split("."), value
+    return key.split("."), value, raw
+
+
+def _schema_type(parts: list[str]) -> Any:
+    """The schema type at a dotted key path, or None where the path leaves the schema."""
+    tp: Any = Config
+    for part in parts:
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+    return tp
+
+
+def _is_text(tp: Any) -> bool:
+    if get_origin(tp) in (Union, types.UnionType):
+        return set(get_args(tp)) == {str, type(None)}
+    return tp is str
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set `a.b.c=value` items (values parsed as YAML) into a nested dict."""
+    """Set `a.b.c=value` items (values parsed as YAML) into a nested dict.
+
+    A text field takes the text as typed: `trainer.experiment_name=1.10` stays "1.10"
+    (YAML would read 1.1) and `data.system_prompt=Note: be brief` is not a mapping.
+    """
     for item in overrides:
-        parts, value = _parse_override(item)
+        parts, value, raw = _parse_override(item)
+        if value is not None and not isinstance(value, str) and _is_text(_schema_type(parts)):
+            value = raw
         node = data
         for part in parts[:-1]:
             nxt = node.get(part)
@@ -152,6 +177,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by explicit keys
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, typing.Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
@@ -159,7 +202,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise ConfigError(f"config path is a directory, not a YAML file: {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -6,6 +6,7 @@ parquet, jsonl, json, arrow and `save_to_disk` folders behave the same everywher
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import datasets
@@ -17,24 +18,49 @@ class DataSourceError(ValueError):
     """The data could not be found or read; the message says where we looked and what to do."""
 
 
+# File/folder name keywords per split, as the hub's data-file inference uses them.
+SPLIT_NAMES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing", "eval", "evaluation"),
+}
+
+
+def _names_split(rel: Path, names: tuple[str, ...]) -> bool:
+    """`train.jsonl`, `data/test-00000.parquet`, `val/x.json` name their split; `contest.json` does not."""
+    words = "|".join(re.escape(n) for n in names)
+    return re.search(rf"(^|[\W_])({words})($|[\W_\d])", rel.with_suffix("").as_posix()) is not None
+
+
+def _split_files(path: Path, files: list[Path], split: str) -> list[Path]:
+    rel = {p: p.relative_to(path) for p in files}
+    chosen = [p for p in files if _names_split(rel[p], SPLIT_NAMES.get(split, (split,)))]
+    if not chosen and split == "train":  # files named after no split are the train split, as on the hub
+        other = tuple(n for names in SPLIT_NAMES.values() for n in names)
+        chosen = [p for p in files if not _names_split(rel[p], other)]
+    if not chosen:
+        raise DataSourceError(
+            f"{path}: no file for split {split!r} (name a file or folder after it, e.g. {split}.jsonl)"
+        )
+    return chosen
+
+
 def _local_dataset(path: Path, split: str) -> datasets.Dataset:
     if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+        if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
             ds = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):
                 if split not in ds:
                     raise DataSourceError(f"{path}: no split {split!r}; available: {', '.join(ds)}")
                 ds = ds[split]
             return ds
-        if (path / "dataset_dict.json").exists():
-            dd = datasets.load_from_disk(str(path))
-            return dd[split]
         files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_SUFFIXES)
-        split_files = [p for p in files if split in p.stem] or files
-        if not split_files:
+        if not files:
             raise DataSourceError(f"{path}: folder has no parquet/jsonl/json/arrow/csv files")
+        split_files = _split_files(path, files, split)
         builder = LOCAL_SUFFIXES[split_files[0].suffix]
-        return datasets.load_dataset(builder, data_files=[str(p) for p in split_files], split="train")
+        data_files = [str(p) for p in split_files if LOCAL_SUFFIXES[p.suffix] == builder]
+        return datasets.load_dataset(builder, data_files=data_files, split="train")
     builder = LOCAL_SUFFIXES.get(path.suffix)
     if builder is None:
         raise DataSourceError(f"{path}: unsupported file type {path.suffix!r}; use parquet, jsonl, json, arrow or csv")
@@ -42,8 +68,17 @@ def _local_dataset(path: Path, split: str) -> datasets.Dataset:
 
 
 def load_table(source: str, split: str = "train", subset: str | None = None) -> datasets.Dataset:
-    """`source` is a local path, or a hub id with optional `:subset` and `@split` (e.g. `openai/gsm8k:main@test`)."""
-    local = Path(source).expanduser()
+    """`source` is a local path, or a hub id with optional `:subset` and `@split` (e.g. `openai/gsm8k:main@test`).
+
+    A local folder takes `@split` too (`data/mydata@test`): a `save_to_disk` DatasetDict's
+    split, or the files named after the split.
+    """
+    if not source.strip():
+        raise DataSourceError("no data source given: set data.train_files to a local file/folder or a hub id")
+    name = source
+    if "@" in name and not Path(source).expanduser().exists():
+        name, split = name.rsplit("@", 1)
+    local = Path(name).expanduser()
     if local.exists():
         try:
             return _local_dataset(local, split)
@@ -51,12 +86,9 @@ def load_table(source: str, split: str = "train", subset: str | None = None) -> 
             raise
         except Exception as e:
             raise DataSourceError(f"could not read {local}: {e}") from e
-    name = source
-    if "@" in name:
-        name, split = name.rsplit("@", 1)
     if ":" in name:
         name, subset = name.split(":", 1)
-    looks_local = source.startswith((".", "/", "~")) or Path(source).suffix in LOCAL_SUFFIXES
+    looks_local = source.startswith((".", "/", "~")) or Path(name).suffix in LOCAL_SUFFIXES
     if looks_local or not name or name.count("/") > 1:
         raise DataSourceError(f"data file or folder not found: {source}")
     try:

@@ -1,18 +1,23 @@
-"""Tiny Qwen2-family models and a character tokenizer, built locally with no downloads.
+"""Tiny Qwen2-family models and a byte-level tokenizer, built locally with no downloads.
 
 Why: the demo and every test need a real `transformers` model folder (config,
 safetensors, tokenizer with a chat template) that loads with `from_pretrained`,
-and nothing can come from a hub here. The tokenizer is character-level so any
-text round-trips, with the chat and thinking markers as single tokens.
+and nothing can come from a hub here. The tokenizer is byte-level with no
+merges (one token per ASCII character) so any text round-trips, with the chat
+and thinking markers as single tokens.
+
+It is built exactly the way transformers' `Qwen2Tokenizer` rebuilds a tokenizer
+(NFC, Qwen2 split regex, ByteLevel): `AutoTokenizer` on a saved qwen2 folder
+returns a `Qwen2Tokenizer` whatever `tokenizer_class` says, and a tokenizer
+with any other pipeline would silently drop spaces and newlines after reloading.
 """
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
@@ -27,15 +32,38 @@ CHAT_TEMPLATE = (
 )
 
 
+# transformers' Qwen2Tokenizer pre-tokenizer regex (GPT-4 style), kept identical on purpose.
+QWEN2_SPLIT_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2's byte -> printable unicode map, in byte order (token id = offset + byte value)."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]  # "!".."~", "¡".."¬", "®".."ÿ"
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
 def build_char_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level fast tokenizer with ChatML specials and thinking markers."""
-    chars = sorted(set(string.printable) - set("\x0b\x0c\r"))
+    """A byte-level fast tokenizer without merges, ChatML specials and thinking markers.
+
+    Every ASCII character is one token; any other text is encoded as its UTF-8 bytes.
+    """
     vocab: dict[str, int] = {}
-    for tok in SPECIAL_TOKENS + MARKER_TOKENS + chars:
-        vocab.setdefault(tok, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    for tok_str in SPECIAL_TOKENS + MARKER_TOKENS + _byte_alphabet():
+        vocab.setdefault(tok_str, len(vocab))
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=[], unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+                   fuse_unk=False, byte_fallback=False)
+    )
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL_TOKENS)
     tok.add_tokens(MARKER_TOKENS)
     fast = PreTrainedTokenizerFast(
@@ -44,9 +72,9 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<|endoftext|>",
         unk_token="<unk>",
         bos_token=None,
+        padding_side="left",  # a constructor argument, so it is saved and survives from_pretrained
     )
     fast.chat_template = CHAT_TEMPLATE
-    fast.padding_side = "left"
     return fast
 
 
