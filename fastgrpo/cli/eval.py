@@ -35,18 +35,38 @@ def _list_benchmarks() -> None:
     from fastgrpo.eval.registry import BENCHMARKS
 
     table = Table(title="Registered benchmarks (fastgrpo eval --bench NAME)")
-    for col in ("name", "benchmark", "source (split)", "rows", "type", "modality", "n", "T / top_p / top_k", "max new"):
+    for col in (
+        "name",
+        "benchmark",
+        "source (split)",
+        "rows",
+        "type",
+        "modality",
+        "n",
+        "T / top_p / top_k",
+        "max new",
+    ):
         table.add_column(col, justify="right" if col in ("rows", "n", "max new") else "left")
     for spec in BENCHMARKS.values():
         s = spec.sampling
-        table.add_row(spec.name, spec.title, spec.source_label, str(spec.expected_rows or "-"),
-                      spec.question_type.replace("_", " "), spec.modality, str(s.n),
-                      f"{s.temperature} / {s.top_p} / {s.top_k}", str(s.max_new_tokens))
+        table.add_row(
+            spec.name,
+            spec.title,
+            spec.source_label,
+            str(spec.expected_rows or "-"),
+            spec.question_type.replace("_", " "),
+            spec.modality,
+            str(s.n),
+            f"{s.temperature} / {s.top_p} / {s.top_k}",
+            str(s.max_new_tokens),
+        )
     import sys
 
     out = Console(width=None if sys.stdout.isatty() else 170)
     out.print(table)
-    out.print("Groups: all, vision, text.  custom: --bench custom --data PATH --prompt-key ... --answer-key ...")
+    out.print(
+        "Groups: all, vision, text.  custom: --bench custom --data PATH --prompt-key ... --answer-key ..."
+    )
 
 
 def _split_assignments(values: list[str] | None, names: list[str], flag: str) -> dict[str, str]:
@@ -89,7 +109,9 @@ def _group_keys(value: str | None, names: list[str]) -> dict[str, str]:
     return out
 
 
-def _build_specs(names: list[str], data: dict[str, str], splits: dict[str, str], keys: dict[str, Any]) -> list[Any]:
+def _build_specs(
+    names: list[str], data: dict[str, str], splits: dict[str, str], keys: dict[str, Any]
+) -> list[Any]:
     import dataclasses
 
     from fastgrpo.eval.registry import custom_benchmark, get_benchmark
@@ -101,7 +123,9 @@ def _build_specs(names: list[str], data: dict[str, str], splits: dict[str, str],
             path = data.get("custom")
             keys = {**keys, "group_key": groups.get("custom")}
             if not path:
-                raise fail("--bench custom needs --data PATH (a local parquet/jsonl/json/arrow file or datasets folder)")
+                raise fail(
+                    "--bench custom needs --data PATH (a local parquet/jsonl/json/arrow file or datasets folder)"
+                )
             if not Path(path).expanduser().exists():
                 raise fail(f"custom benchmark data not found: {path}")
             kwargs = {k: v for k, v in keys.items() if v is not None}
@@ -117,7 +141,9 @@ def _build_specs(names: list[str], data: dict[str, str], splits: dict[str, str],
                 source, subset = source.split(":", 1) if ":" in source else (source, spec.subset)
                 spec = dataclasses.replace(spec, source=source, split=split, subset=subset, data_files=None)
             else:
-                raise fail(f"--data for {name}: {value!r} is neither an existing file/folder nor a hub id (org/name)")
+                raise fail(
+                    f"--data for {name}: {value!r} is neither an existing file/folder nor a hub id (org/name)"
+                )
         if name in splits:
             spec = dataclasses.replace(spec, split=splits[name])
         if name in groups:
@@ -155,38 +181,78 @@ def _default_out(model: str) -> Path:
 @eval_app.callback(invoke_without_command=True)
 def eval_command(
     ctx: typer.Context,
-    bench: list[str] = typer.Option(None, "--bench", "-b", help="Benchmarks: names (comma list or repeated), "
-                                    "all, vision, text, or custom. See --list."),
+    bench: list[str] = typer.Option(
+        None,
+        "--bench",
+        "-b",
+        help="Benchmarks: names (comma list or repeated), all, vision, text, or custom. See --list.",
+    ),
     model: str = typer.Option(None, "--model", "-m", help="Local HF model folder or hub id."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default runs/eval/<model>). Rerun to resume."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default runs/eval/<model>). Rerun to resume."
+    ),
     list_: bool = typer.Option(False, "--list", help="List the registered benchmarks and exit."),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config: its eval: section (and model.path)."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="YAML config: its eval: section (and model.path)."
+    ),
     n: int = typer.Option(None, "--n", min=1, help="Samples per question (avg@n). Default: per benchmark."),
     temperature: float = typer.Option(None, "--temperature", min=0.0),
     top_p: float = typer.Option(None, "--top-p"),
     top_k: int = typer.Option(None, "--top-k", help="-1 disables top-k."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed (default trainer.seed of --config, else 1)."),
+    seed: int = typer.Option(
+        None, "--seed", help="Sampling seed (default trainer.seed of --config, else 1)."
+    ),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N questions of each benchmark."),
     scorer: str = typer.Option(None, "--scorer", help="mathverify (default) or reference (the PAPO rule)."),
-    engine: str = typer.Option(None, "--engine", help="auto (vllm if installed with CUDA, else hf), hf or vllm."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Folder with local benchmark copies (<name>.parquet, ...)."),
-    data: list[str] = typer.Option(None, "--data", help="PATH for the (single or custom) benchmark, or NAME=PATH "
-                                   "/ NAME=org/dataset[:subset][@split]; repeatable."),
+    engine: str = typer.Option(
+        None, "--engine", help="auto (vllm if installed with CUDA, else hf), hf or vllm."
+    ),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="Folder with local benchmark copies (<name>.parquet, ...)."
+    ),
+    data: list[str] = typer.Option(
+        None,
+        "--data",
+        help="PATH for the (single or custom) benchmark, or NAME=PATH "
+        "/ NAME=org/dataset[:subset][@split]; repeatable.",
+    ),
     split: list[str] = typer.Option(None, "--split", help="Split override: SPLIT or NAME=SPLIT."),
     prompt_key: str = typer.Option(None, "--prompt-key", help="custom: question column (default problem)."),
     answer_key: str = typer.Option(None, "--answer-key", help="custom: answer column (default answer)."),
-    group_key: str = typer.Option(None, "--group-key", help="Column to break results down by (e.g. k): the "
-                                  "custom benchmark's if there is one, else every one's; or NAME=KEY."),
-    image_key: str = typer.Option(None, "--image-key", help="custom: image column (makes it a vision benchmark)."),
+    group_key: str = typer.Option(
+        None,
+        "--group-key",
+        help="Column to break results down by (e.g. k): the "
+        "custom benchmark's if there is one, else every one's; or NAME=KEY.",
+    ),
+    image_key: str = typer.Option(
+        None, "--image-key", help="custom: image column (makes it a vision benchmark)."
+    ),
     options_key: str = typer.Option(None, "--options-key", help="custom: column with the list of options."),
     id_key: str = typer.Option(None, "--id-key", help="custom: column with a unique question id."),
-    prompt: str = typer.Option(None, "--prompt", help="custom: user template with {question} (or a .jinja file)."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Questions per generation batch (and flush)."),
+    prompt: str = typer.Option(
+        None, "--prompt", help="custom: user template with {question} (or a .jinja file)."
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Questions per generation batch (and flush)."
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="Grading processes (0 = in-process)."),
     timeout: float = typer.Option(5.0, "--timeout", help="Per-response grading timeout in seconds."),
     name: str = typer.Option(None, "--name", help="Model label in results and plots (default: --model)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    min_pixels: int = typer.Option(
+        None,
+        "--min-pixels",
+        help="Vision: smallest image size in pixels "
+        "(default data.min_pixels of --config, else the reference 1024).",
+    ),
+    max_pixels: int = typer.Option(
+        None,
+        "--max-pixels",
+        help="Vision: largest image size in pixels "
+        "(default data.max_pixels of --config, else the reference 589824).",
+    ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
@@ -200,6 +266,8 @@ def eval_command(
     from fastgrpo.data.io import DataSourceError
     from fastgrpo.eval.data import load_items
     from fastgrpo.eval.engine import (
+        REFERENCE_MAX_PIXELS,
+        REFERENCE_MIN_PIXELS,
         EngineUnavailableError,
         ModelLoadError,
         load_model,
@@ -229,17 +297,33 @@ def eval_command(
     engine_kind = engine or (cfg.rollout.engine if cfg else "auto")
     if engine_kind not in ("auto", "hf", "vllm"):
         raise fail(f"--engine must be auto, hf or vllm, got {engine_kind!r}")
-    keys = {"prompt_key": prompt_key, "answer_key": answer_key, "group_key": group_key, "image_key": image_key,
-            "options_key": options_key, "id_key": id_key, "prompt": prompt}
+    keys = {
+        "prompt_key": prompt_key,
+        "answer_key": answer_key,
+        "group_key": group_key,
+        "image_key": image_key,
+        "options_key": options_key,
+        "id_key": id_key,
+        "prompt": prompt,
+    }
     try:
-        specs = _build_specs(names, _split_assignments(data, names, "--data"),
-                             _split_assignments(split, names, "--split"), keys)
+        specs = _build_specs(
+            names,
+            _split_assignments(data, names, "--data"),
+            _split_assignments(split, names, "--split"),
+            keys,
+        )
     except UnknownBenchmarkError as e:
         raise fail(str(e)) from None
 
     params = EvalParams.from_eval_config(cfg.eval, explicit) if cfg else EvalParams()
-    for key, value in (("n", n), ("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
-                       ("max_new_tokens", max_new_tokens)):
+    for key, value in (
+        ("n", n),
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("top_k", top_k),
+        ("max_new_tokens", max_new_tokens),
+    ):
         if value is not None:
             setattr(params, key, value)
     params.seed = seed if seed is not None else (cfg.trainer.seed if cfg else 1)
@@ -251,7 +335,12 @@ def eval_command(
     _quiet_library_progress()
     try:
         kind = resolve_engine_kind(engine_kind)
-        head = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code, load_weights=False)
+        pixels = {
+            "min_pixels": min_pixels or (cfg.data.min_pixels if cfg else REFERENCE_MIN_PIXELS),
+            "max_pixels": max_pixels or (cfg.data.max_pixels if cfg else REFERENCE_MAX_PIXELS),
+        }
+        load = {"dtype": dtype, "trust_remote_code": trust_remote_code, **pixels}
+        head = load_model(model_path, load_weights=False, **load)
         vision = [s.name for s in specs if s.modality == "vision"]
         if vision and not has_vision(head.processor):
             raise EvalSetupError(
@@ -260,33 +349,76 @@ def eval_command(
                 "benchmarks (gsm8k, math500, aime2024, custom)"
             )
         questions = {s.name: load_items(s, data_dir_s, limit) for s in specs}  # data problems before weights
-        loaded = head if kind == "vllm" else load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
-        rollout = make_engine(kind, loaded, micro_batch_size=max(1, batch) * (params.n or 8))
-        console.print(f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
-                      f"(engine {kind}, scorer {scorer})", highlight=False)
-        results = evaluate(
-            loaded.model, loaded.tokenizer, specs, params, out_dir, engine=rollout, scorer=scorer, limit=limit,
-            data_dir=data_dir_s, processor=loaded.processor, batch_size=batch, model_name=name or model_path,
-            engine_name=kind, template=cfg.reward.template if cfg else "think_boxed", num_workers=workers,
-            timeout_s=timeout, progress=not no_progress, items=questions,
+        vllm_kwargs: dict[str, Any] = {}
+        if kind == "vllm" and cfg is not None:
+            vllm_kwargs = {
+                "tensor_parallel_size": cfg.rollout.tensor_parallel_size,
+                "gpu_memory_utilization": cfg.rollout.gpu_memory_utilization,
+            }
+        # vLLM receives the weights from the loaded model, which can then stay on the CPU
+        loaded = load_model(model_path, device="cpu" if kind == "vllm" else None, **load)
+        micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call
+        rollout = make_engine(kind, loaded, micro_batch_size=micro, **vllm_kwargs)
+        console.print(
+            f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
+            f"(engine {kind}, scorer {scorer})",
+            highlight=False,
         )
-    except (DataSourceError, EvalSetupError, ModelLoadError, EngineUnavailableError, UnknownBenchmarkError) as e:
+        results = evaluate(
+            loaded.model,
+            loaded.tokenizer,
+            specs,
+            params,
+            out_dir,
+            engine=rollout,
+            scorer=scorer,
+            limit=limit,
+            data_dir=data_dir_s,
+            processor=loaded.processor,
+            batch_size=batch,
+            model_name=name or model_path,
+            engine_name=kind,
+            template=cfg.reward.template if cfg else "think_boxed",
+            num_workers=workers,
+            timeout_s=timeout,
+            progress=not no_progress,
+            items=questions,
+        )
+    except (
+        DataSourceError,
+        EvalSetupError,
+        ModelLoadError,
+        EngineUnavailableError,
+        UnknownBenchmarkError,
+    ) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished samples are in {out_dir}/generations.jsonl; "
-                      "rerun the same command to resume", highlight=False)
+        console.print(
+            f"[yellow]interrupted[/]: finished samples are in {out_dir}/generations.jsonl; "
+            "rerun the same command to resume",
+            highlight=False,
+        )
         raise typer.Exit(130) from None
     print_results(results)
-    console.print(f"wrote {out_dir}/results.json, results.md, generations.jsonl, accuracy_vs_length.png",
-                  highlight=False)
+    console.print(
+        f"wrote {out_dir}/results.json, results.md, generations.jsonl, accuracy_vs_length.png",
+        highlight=False,
+    )
 
 
 @eval_app.command("compare")
 def compare_command(
     results: list[Path] = typer.Argument(..., help="results.json files (or folders holding one)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for accuracy_vs_length.png and comparison.md/json."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for accuracy_vs_length.png and comparison.md/json."
+    ),
 ) -> None:
-    """Plot several eval results together (accuracy vs mean tokens, one point per model and benchmark)."""
+    """Plot several eval results together (accuracy vs mean tokens, one point per model and benchmark).
+
+    Example:
+
+      fastgrpo eval compare runs/eval/fast/results.json runs/eval/grpo --out runs/eval/cmp
+    """
     from fastgrpo.eval.report import compare, comparison_table
 
     try:

@@ -65,7 +65,7 @@ def is_vision_config(config: Any) -> bool:
 
 
 def load_vision_lm(cfg: Any, device: torch.device, for_training: bool) -> torch.nn.Module:
-    """Load an image-text-to-text model as `fastgrpo.train.model.load_causal_lm` loads a causal LM.
+    """Load an image-text-to-text model (called by `fastgrpo.train.model.load_policy_model`).
 
     `cfg` is the `model` config section; attention and Liger kernels follow it.
     """

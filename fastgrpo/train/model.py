@@ -15,6 +15,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from fastgrpo.config import ModelConfig
 from fastgrpo.train.dist import DistInfo
+from fastgrpo.train.kernels import apply_liger, is_vision_config, load_vision_lm, select_attn_implementation
+from fastgrpo.utils.optional import MissingDependencyError
 
 
 class ModelLoadError(RuntimeError):
@@ -27,16 +29,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def resolve_attn(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "sdpa"
-    if name == "flash_attention_2":
-        from fastgrpo.utils.optional import require
-
-        require("flash_attn", extra="gpu", what="model.attn_implementation=flash_attention_2")
-        if device.type != "cuda":
-            raise ModelLoadError("model.attn_implementation=flash_attention_2 needs a CUDA device; use sdpa on CPU")
-    return name
+def is_vision_model(cfg: ModelConfig) -> bool:
+    """Whether model.path holds a vision-language model (its config has a vision tower)."""
+    if not cfg.path:
+        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    try:
+        config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
+    except Exception as e:
+        raise ModelLoadError(f"could not read a model config from {cfg.path!r}: {type(e).__name__}: {e}") from None
+    return is_vision_config(config)
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
@@ -52,7 +53,8 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     return tok
 
 
-def load_causal_lm(cfg: ModelConfig, device: torch.device, for_training: bool) -> torch.nn.Module:
+def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool) -> torch.nn.Module:
+    """A causal LM, or an image-text-to-text model when the config has a vision tower."""
     if not cfg.path:
         raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
     local = Path(cfg.path).expanduser()
@@ -60,16 +62,22 @@ def load_causal_lm(cfg: ModelConfig, device: torch.device, for_training: bool) -
         raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
     dtype = resolve_dtype(cfg.dtype, device)
     try:
+        attn = select_attn_implementation(cfg.attn_implementation, device, dtype)
+    except (MissingDependencyError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(str(e)) from None
+    try:
         config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
+    except Exception as e:
+        raise ModelLoadError(f"could not read a model config from {cfg.path!r}: {type(e).__name__}: {e}") from None
+    if is_vision_config(config):
+        return load_vision_lm(cfg, device, for_training)
+    try:
         model = AutoModelForCausalLM.from_pretrained(
-            cfg.path,
-            config=config,
-            dtype=dtype,
-            attn_implementation=resolve_attn(cfg.attn_implementation, device),
-            trust_remote_code=cfg.trust_remote_code,
+            cfg.path, config=config, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.trust_remote_code
         )
-    except ModelLoadError:
-        raise
+        apply_liger(model, cfg.enable_liger)
+    except MissingDependencyError as e:
+        raise ModelLoadError(str(e)) from None
     except Exception as e:
         raise ModelLoadError(f"could not load a causal LM from {cfg.path!r}: {type(e).__name__}: {e}") from None
     model.to(device)

@@ -42,11 +42,13 @@ from fastgrpo.algo.thinking import thinking_reward
 from fastgrpo.config import Config, dump_config, to_dict
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
+from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
 from fastgrpo.log import console, get_logger
 from fastgrpo.reward import RewardScorer
-from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
+from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
-from fastgrpo.train.batch import pack, response_logprobs
+from fastgrpo.rollout.vision import make_vision_engine
+from fastgrpo.train.batch import Packed, pack, response_logprobs
 from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
 from fastgrpo.train.dist import (
     DistInfo,
@@ -57,7 +59,14 @@ from fastgrpo.train.dist import (
     seed_everything,
 )
 from fastgrpo.train.loggers import RunLogger, truncate_jsonl
-from fastgrpo.train.model import ModelLoadError, load_causal_lm, load_tokenizer, shard_fsdp2
+from fastgrpo.train.model import (
+    ModelLoadError,
+    is_vision_model,
+    load_policy_model,
+    load_tokenizer,
+    shard_fsdp2,
+)
+from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
 log = get_logger(__name__)
 
@@ -106,15 +115,27 @@ class FastGRPORecipe:
         if not cfg.data.train_files:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
         try:
-            self.tokenizer = load_tokenizer(cfg.model)
-            self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
+            self.vision = is_vision_model(cfg.model)
+            if self.vision:
+                self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
+                                                                 cfg.data.min_pixels, cfg.data.max_pixels)
+                self.tokenizer = self.processor.tokenizer
+                if not info.is_main:  # rank 0 computes (and caches) the image complexity first
+                    barrier(info)
+                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor)
+                if info.is_main:
+                    barrier(info)
+            else:
+                self.processor = None
+                self.tokenizer = load_tokenizer(cfg.model)
+                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
         except (ModelLoadError, DataSourceError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
         if cfg.trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            self.model = load_causal_lm(cfg.model, info.device, for_training=True)
+            self.model = load_policy_model(cfg.model, info.device, for_training=True)
             self.ref = self._make_reference()
         except ModelLoadError as e:
             raise TrainingError(str(e)) from None
@@ -132,8 +153,13 @@ class FastGRPORecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.sampler = PromptSampler(len(self.examples), seed=cfg.data.seed, shuffle=cfg.data.shuffle)
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
-        self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
-                                  **self._vllm_kwargs())
+        if self.vision:
+            self.engine = make_vision_engine(cfg.rollout.engine, self.model, self.processor,
+                                             cfg.rollout.micro_batch_size, **self._vllm_kwargs())
+        else:
+            self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
+                                      **self._vllm_kwargs())
+        self.engine_name = resolve_engine_name(cfg.rollout.engine)
         self.scorer = RewardScorer(
             reward_function=cfg.reward.reward_function, template=cfg.reward.template,
             format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
@@ -148,12 +174,13 @@ class FastGRPORecipe:
             a.kl_type == "group_accuracy_based" and a.kl_max_coef == 0
         ):
             return None
-        return load_causal_lm(self.cfg.model, self.info.device, for_training=False)
+        return load_policy_model(self.cfg.model, self.info.device, for_training=False)
 
     def _vllm_kwargs(self) -> dict[str, Any]:
         r = self.cfg.rollout
         return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
-                "enable_sleep_mode": r.enable_sleep_mode, "max_model_len": self.cfg.data.max_prompt_length
+                "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
+                "max_model_len": self.cfg.data.max_prompt_length
                 + self.cfg.data.max_response_length, "seed": r.seed}
 
     def _lr_lambda(self, step: int) -> float:
@@ -181,6 +208,8 @@ class FastGRPORecipe:
             if getattr(model, "generation_config", None) is not None:
                 model.generation_config.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
+            if self.processor is not None:
+                self.processor.image_processor.save_pretrained(tmp)
             tmp.rename(hf_base)
 
     def _resume(self) -> int:
@@ -298,7 +327,9 @@ class FastGRPORecipe:
             params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                     top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
                                     seed=row_seed(cfg.rollout.seed, step, round_))
-            out = self.engine.generate([PromptInput(e.prompt_ids, uid=e.uid) for e in mine], params)
+            self.engine.sync_weights(self.model)  # collective for vLLM; a no-op for HF
+            inputs = [self._prompt_input(e) for e in mine]
+            out = self.engine.generate(inputs, params)
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             n = cfg.rollout.n
             result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
@@ -315,6 +346,7 @@ class FastGRPORecipe:
             candidates.extend(ordered)
             filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
             round_ += 1
+        self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
         result = filler.result()
         if not result.full:
             log.warning("step %d: %s", step, result.warning)
@@ -369,9 +401,10 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            (g.example.prompt_ids, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
+            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
+        self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
         gbs, mbs = cfg.actor.global_batch_size, cfg.actor.micro_batch_size
         chunks = [samples[i : i + gbs] for i in range(0, len(samples), gbs)]
         n_updates = len(chunks) * cfg.actor.ppo_epochs
@@ -393,8 +426,8 @@ class FastGRPORecipe:
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
-                    packed = pack([s[0] for s in mb], [s[1] for s in mb], self.tokenizer.pad_token_id, info.device)
-                    logp = response_logprobs(self.model, packed, cfg.rollout.temperature)
+                    packed = self._pack(mb)
+                    logp = self._response_logprobs(self.model, packed)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
                     beta = torch.tensor([s[3] for s in mb], device=info.device)
@@ -430,6 +463,7 @@ class FastGRPORecipe:
                if total_w > 0 and k in sums}
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
+        self._patch_cache = {}
         return out
 
     def _micro_plan(self, chunk: list[tuple], mbs: int) -> list[tuple[list[tuple], bool]]:
@@ -445,7 +479,36 @@ class FastGRPORecipe:
 
     @torch.no_grad()
     def _logprobs(self, model: torch.nn.Module, mb: list[tuple]) -> torch.Tensor:
-        packed = pack([s[0] for s in mb], [s[1] for s in mb], self.tokenizer.pad_token_id, self.info.device)
+        return self._response_logprobs(model, self._pack(mb))
+
+    def _prompt_input(self, e: PromptExample) -> PromptInput:
+        if not self.vision:
+            return PromptInput(e.prompt_ids, uid=e.uid)
+        return self.processor.prompt_input(e, with_processor_inputs=self.engine_name == "hf")
+
+    def _pack(self, mb: list[tuple]) -> Packed:
+        prompts, responses = [s[0].prompt_ids for s in mb], [s[1] for s in mb]
+        pad = self.tokenizer.pad_token_id
+        if not self.vision:
+            return pack(prompts, responses, pad, self.info.device)
+        p = self.processor
+        inputs = [self._processor_inputs(s[0]) for s in mb]
+        return pack_vision(prompts, responses, inputs, pad, self.info.device, p.image_token_id, p.video_token_id,
+                           p.vision_token_ids, p.merge_size)
+
+    def _processor_inputs(self, e: PromptExample) -> dict[str, torch.Tensor] | None:
+        """Patches of a vision prompt, re-encoded on the rank that trains on it (cached for the step)."""
+        if not e.images:
+            return None
+        cached = self._patch_cache.get(e.uid)
+        if cached is None:
+            cached = self.processor.prompt_input(e, with_processor_inputs=True).processor_inputs
+            self._patch_cache[e.uid] = cached
+        return cached
+
+    def _response_logprobs(self, model: torch.nn.Module, packed: Packed) -> torch.Tensor:
+        if self.vision:
+            return vision_response_logprobs(model, packed, self.cfg.rollout.temperature)
         return response_logprobs(model, packed, self.cfg.rollout.temperature)
 
     def _sample_records(self, groups: list[Group], batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,404 @@
+"""`evaluate()`: generate, grade and report a model on benchmarks; resumable through generations.jsonl.
+
+The one code path behind `fastgrpo eval` and the trainer's validation
+(`trainer.val_freq`): the CLI loads a model and engine from a path, the trainer
+passes its live model and HF engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fastgrpo import __version__
+from fastgrpo.eval.data import EvalItem, load_items
+from fastgrpo.eval.engine import eos_token_ids
+from fastgrpo.eval.prompts import (
+    EvalSetupError,
+    VisionPromptBuilder,
+    build_prompt,
+    default_vision_builder,
+)
+from fastgrpo.eval.registry import BenchmarkSpec, get_benchmark
+from fastgrpo.eval.report import (
+    LENGTH_DEFINITION,
+    RESULTS_JSON,
+    average_row,
+    summarize_records,
+    write_reports,
+)
+from fastgrpo.eval.scoring import EvalScorer
+from fastgrpo.eval.store import GENERATIONS, GenerationStore
+from fastgrpo.log import console, get_logger, is_rank0
+from fastgrpo.rollout.base import RolloutEngine, SamplingParams
+
+log = get_logger("eval")
+
+
+@dataclass
+class EvalParams:
+    """Generation settings; a field left None takes the benchmark's default (the reference evaluation's)."""
+
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_new_tokens: int | None = None
+    seed: int | None = 1
+
+    @classmethod
+    def from_eval_config(
+        cls, cfg: Any, explicit: Sequence[str] | None = None, seed: int | None = 1
+    ) -> EvalParams:
+        """From an `EvalConfig`: every sampling field (trainer), or only the `explicit` keys a YAML file set (CLI)."""
+        keys = ("n", "temperature", "top_p", "top_k", "max_new_tokens")
+        use = set(keys) if explicit is None else set(explicit) & set(keys)
+        return cls(**{k: getattr(cfg, k) for k in keys if k in use}, seed=seed)
+
+    @classmethod
+    def from_sampling(cls, sp: SamplingParams) -> EvalParams:
+        return cls(
+            n=sp.n,
+            temperature=sp.temperature,
+            top_p=sp.top_p,
+            top_k=sp.top_k,
+            max_new_tokens=sp.max_new_tokens,
+            seed=sp.seed,
+        )
+
+    def resolve(self, spec: BenchmarkSpec) -> SamplingParams:
+        d = spec.sampling
+        pick = lambda mine, default: default if mine is None else mine  # noqa: E731
+        return SamplingParams(
+            n=pick(self.n, d.n),
+            temperature=pick(self.temperature, d.temperature),
+            top_p=pick(self.top_p, d.top_p),
+            top_k=pick(self.top_k, d.top_k),
+            max_new_tokens=pick(self.max_new_tokens, d.max_new_tokens),
+            seed=self.seed,
+        )
+
+
+def as_spec(benchmark: str | BenchmarkSpec) -> BenchmarkSpec:
+    if isinstance(benchmark, BenchmarkSpec):
+        return benchmark
+    if benchmark.strip().lower() == "custom":
+        raise ValueError(
+            "a custom benchmark needs a data file: use custom_benchmark(path, ...) (CLI: --data PATH)"
+        )
+    return get_benchmark(benchmark)
+
+
+def prompt_uid(bench: str, prompt_id: str) -> int:
+    """Stable engine uid of a question: the engines key sampling noise on (seed, uid, sample)."""
+    return zlib.crc32(f"{bench}|{prompt_id}".encode())
+
+
+def _call_seed(seed: int | None, first_idx: int) -> int | None:
+    """The run seed for a fresh question's samples 0..n-1 (independent of batching); a resumed call that
+    starts at sample `first_idx` > 0 gets a derived seed, so it does not repeat samples 0.. of that question."""
+    if seed is None or first_idx == 0:
+        return seed
+    return (seed * 1_000_003 + first_idx) % (2**31 - 1)
+
+
+def _plan(
+    items: list[EvalItem], n: int, store: GenerationStore, batch_size: int
+) -> list[list[tuple[EvalItem, list[int]]]]:
+    """Batches of (item, missing sample indices); items with the same missing set share a batch (one n per call)."""
+    by_missing: dict[tuple[int, ...], list[EvalItem]] = {}
+    for it in items:
+        missing = tuple(i for i in range(n) if (it.benchmark, it.prompt_id, i) not in store)
+        if missing:
+            by_missing.setdefault(missing, []).append(it)
+    batches = []
+    for missing, group in by_missing.items():
+        for s in range(0, len(group), max(1, batch_size)):
+            batches.append([(it, list(missing)) for it in group[s : s + batch_size]])
+    return batches
+
+
+def _group_sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def summarize_benchmark(
+    spec: BenchmarkSpec, items: list[EvalItem], n: int, store: GenerationStore
+) -> dict[str, Any]:
+    """avg@n over `items` from the stored records (sample idx < n), plus per-group stats when grouped."""
+
+    def recs(it: EvalItem) -> list[dict[str, Any]]:
+        out = [store.get((spec.name, it.prompt_id, i)) for i in range(n)]
+        return [r for r in out if r is not None]
+
+    per_question = [recs(it) for it in items]
+    out = summarize_records(per_question)
+    if spec.fields.group:
+        groups: dict[str, list[list[dict[str, Any]]]] = {}
+        for it, rs in zip(items, per_question, strict=True):
+            groups.setdefault("None" if it.group is None else it.group, []).append(rs)
+        out["group_key"] = spec.fields.group
+        out["groups"] = {g: summarize_records(groups[g]) for g in sorted(groups, key=_group_sort_key)}
+    return out
+
+
+def _warn_if_settings_changed(out_dir: Path | None, name: str, sampling: dict[str, Any]) -> None:
+    if out_dir is None or not (out_dir / RESULTS_JSON).exists():
+        return
+    try:
+        old = json.loads((out_dir / RESULTS_JSON).read_text())["benchmarks"][name]["sampling"]
+    except (ValueError, KeyError, TypeError):
+        return
+    diff = [k for k in ("temperature", "top_p", "top_k", "max_new_tokens") if old.get(k) != sampling.get(k)]
+    if diff:
+        log.warning(
+            "%s: %s reuses samples generated with different %s; use a new --out to start fresh",
+            name,
+            out_dir / GENERATIONS,
+            ", ".join(diff),
+        )
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return nullcontext(None)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    benchmarks: Sequence[str | BenchmarkSpec],
+    params: EvalParams | SamplingParams | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    engine: RolloutEngine | None = None,
+    scorer: str = "mathverify",
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    processor: Any = None,
+    vision_builder: VisionPromptBuilder | None = None,
+    batch_size: int = 32,
+    model_name: str | None = None,
+    engine_name: str | None = None,
+    template: str = "think_boxed",
+    num_workers: int = 2,
+    timeout_s: float = 5.0,
+    reward_scorer: Any = None,
+    progress: bool = True,
+    plot: bool = True,
+    items: Mapping[str, list[EvalItem]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
+
+    `params`: `EvalParams` (None fields -> each benchmark's defaults) or a full `SamplingParams`.
+    `engine`: any `RolloutEngine`; default HF generate on `model`. `out_dir`: generations.jsonl
+    (appended per batch; finished samples are never regenerated), results.json, results.md,
+    accuracy_vs_length.png. `out_dir=None` keeps everything in memory (no resume). Under
+    torch.distributed (FSDP) call it on every rank: all ranks step the HF engine together, rank 0 writes.
+    `items`: questions already loaded per benchmark name (the CLI loads data before the weights).
+    """
+    specs = [as_spec(b) for b in benchmarks]
+    eval_params = (
+        EvalParams.from_sampling(params) if isinstance(params, SamplingParams) else (params or EvalParams())
+    )
+    builder = vision_builder or default_vision_builder(processor)
+    for spec in specs:
+        if spec.modality == "vision" and builder is None:
+            raise EvalSetupError(
+                f"benchmark {spec.name!r} is a vision benchmark, but the model has no vision processor "
+                "(no image processor found with its tokenizer); evaluate a vision-language model, or pick "
+                "text benchmarks (gsm8k, math500, aime2024)"
+            )
+    eos = set(eos_token_ids(model, tokenizer))
+    if engine is None:
+        from fastgrpo.rollout.hf import HFRolloutEngine
+
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+        engine = HFRolloutEngine(model, pad_token_id=pad, eos_token_ids=sorted(eos))
+    out = Path(out_dir) if out_dir is not None else None
+    writer = is_rank0()  # under torch.distributed every rank generates in lockstep; rank 0 writes
+    store = GenerationStore(out / GENERATIONS if out is not None else None, read_only=not writer)
+    name = model_name or str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model")
+    results: dict[str, Any] = {
+        "model": name,
+        "scorer": scorer,
+        "template": template,
+        "engine": engine_name or type(engine).__name__,
+        "length_definition": LENGTH_DEFINITION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fastgrpo_version": __version__,
+        "limit": limit,
+        "benchmarks": {},
+    }
+    with (
+        EvalScorer(
+            scorer,
+            template=template,
+            num_workers=num_workers,
+            timeout_s=timeout_s,
+            reward_scorer=reward_scorer,
+        ) as grader,
+        _progress(progress and writer) as bar,
+    ):
+        for spec in specs:
+            sp = eval_params.resolve(spec)
+            sampling = {k: v for k, v in dataclasses.asdict(sp).items()}
+            _warn_if_settings_changed(out, spec.name, sampling)
+            questions = (
+                items[spec.name] if items and spec.name in items else load_items(spec, data_dir, limit)
+            )
+            _rescore(spec, questions, sp.n, store, grader)
+            batches = _plan(questions, sp.n, store, batch_size)
+            total = sum(len(m) for b in batches for _, m in b)
+            done_before = len(questions) * sp.n - total
+            if done_before:
+                log.info(
+                    "%s: %d samples already in %s, %d to generate", spec.name, done_before, store.path, total
+                )
+            task = bar.add_task(spec.title, total=total) if bar is not None else None
+            for batch in batches:
+                records = _run_batch(spec, batch, sp, engine, tokenizer, builder, grader, eos)
+                store.append(records)
+                if bar is not None:
+                    bar.advance(task, len(records))
+            summary = summarize_benchmark(spec, questions, sp.n, store)
+            results["benchmarks"][spec.name] = {
+                "title": spec.title,
+                "source": spec.source_label,
+                "modality": spec.modality,
+                "question_type": spec.question_type,
+                "sampling": sampling,
+                **summary,
+            }
+    results["average"] = average_row(results["benchmarks"])
+    if out is not None and writer:
+        write_reports(results, out, plot=plot)
+    return results
+
+
+def _run_batch(
+    spec: BenchmarkSpec,
+    batch: list[tuple[EvalItem, list[int]]],
+    sp: SamplingParams,
+    engine: RolloutEngine,
+    tokenizer: Any,
+    builder: VisionPromptBuilder | None,
+    grader: EvalScorer,
+    eos: set[int],
+) -> list[dict[str, Any]]:
+    missing = batch[0][1]
+    k = len(missing)
+    prompts = [
+        dataclasses.replace(
+            build_prompt(spec, it, tokenizer, builder), uid=prompt_uid(spec.name, it.prompt_id)
+        )
+        for it, _ in batch
+    ]
+    params = dataclasses.replace(sp, n=k, seed=_call_seed(sp.seed, missing[0]))
+    output = engine.generate(prompts, params)
+    if len(output.response_ids) != len(batch) * k:
+        raise RuntimeError(
+            f"engine returned {len(output.response_ids)} responses for {len(batch)} prompts x {k}"
+        )
+    texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in output.response_ids]
+    owners = [batch[i // k][0] for i in range(len(texts))]
+    scores = grader.score(texts, owners)
+    records = []
+    for i, (ids, text, sc) in enumerate(zip(output.response_ids, texts, scores, strict=True)):
+        item = owners[i]
+        records.append(
+            {
+                "benchmark": spec.name,
+                "prompt_id": item.prompt_id,
+                "sample_idx": missing[i % k],
+                "response": text,
+                "extracted": sc.extracted,
+                "answer": item.answer,
+                "correct": sc.correct,
+                "tokens": len(ids),
+                "finish": "stop" if ids and ids[-1] in eos else "length",
+                "format": sc.format,
+                "timeout": sc.timeout,
+                "scorer": grader.mode,
+                "group": item.group,
+            }
+        )
+    return records
+
+
+def _rescore(
+    spec: BenchmarkSpec, items: list[EvalItem], n: int, store: GenerationStore, grader: EvalScorer
+) -> None:
+    """Re-grade stored samples made under another scorer mode (no regeneration needed)."""
+    stale: list[tuple[dict[str, Any], EvalItem]] = []
+    for it in items:
+        for i in range(n):
+            rec = store.get((spec.name, it.prompt_id, i))
+            if rec is not None and rec.get("scorer") != grader.mode:
+                stale.append((rec, it))
+    if not stale:
+        return
+    scores = grader.score([r["response"] for r, _ in stale], [it for _, it in stale])
+    updated = []
+    for (rec, it), sc in zip(stale, scores, strict=True):
+        updated.append(
+            {
+                **rec,
+                "extracted": sc.extracted,
+                "correct": sc.correct,
+                "format": sc.format,
+                "timeout": sc.timeout,
+                "scorer": grader.mode,
+                "answer": it.answer,
+            }
+        )
+    store.replace(updated)
+    log.info("%s: re-scored %d stored samples with the %s scorer", spec.name, len(updated), grader.mode)
+
+
+def flat_metrics(results: dict[str, Any], prefix: str = "val") -> dict[str, float]:
+    """Results -> flat floats for a step log: `val/<bench>/accuracy`, `.../mean_tokens`, `val/average/...`,
+    and `val/<bench>/<group_key>=<value>/accuracy` for grouped benchmarks."""
+    out: dict[str, float] = {}
+    for name, b in results["benchmarks"].items():
+        for k in ("accuracy", "mean_tokens"):
+            if b.get(k) is not None:
+                out[f"{prefix}/{name}/{k}"] = float(b[k])
+        for g, s in (b.get("groups") or {}).items():
+            for k in ("accuracy", "mean_tokens"):
+                if s.get(k) is not None:
+                    out[f"{prefix}/{name}/{b.get('group_key', 'group')}={g}/{k}"] = float(s[k])
+    for k in ("accuracy", "mean_tokens"):
+        v = results.get("average", {}).get(k)
+        if v is not None:
+            out[f"{prefix}/average/{k}"] = float(v)
+    return out
