@@ -39,7 +39,9 @@ def compute_advantages(
         raise ValueError(f"adv_estimator must be one of {ADV_ESTIMATORS}, got {adv_estimator!r}")
     r = as_float_tensor(rewards, torch.float64)
     check_group_shape("rewards", r)
-    out_dtype = rewards.dtype if isinstance(rewards, torch.Tensor) and rewards.is_floating_point() else torch.float32
+    out_dtype = (
+        rewards.dtype if isinstance(rewards, torch.Tensor) and rewards.is_floating_point() else torch.float32
+    )
     valid = torch.ones_like(r, dtype=torch.bool) if mask is None else as_bool_tensor(mask)
     r = torch.where(valid, r, torch.zeros_like(r))
     n = valid.sum(dim=1, keepdim=True).to(r.dtype)

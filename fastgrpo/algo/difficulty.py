@@ -113,7 +113,9 @@ def _to_gray_array(image: Any, max_side: int | None) -> np.ndarray:
         pil = pil.convert("RGB").convert("L")  # ITU-R 601-2 luma, as PIL defines it
     if max_side is not None and max(pil.size) > max_side:
         scale = max_side / max(pil.size)
-        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.BILINEAR)
+        pil = pil.resize(
+            (max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.BILINEAR
+        )
     return np.asarray(pil, dtype=np.float64)
 
 
@@ -140,14 +142,8 @@ def image_complexity(
         return entropy, 0.0
     x = g / 255.0
     # Sobel, written with slices: rows r-1, r, r+1 and columns c-1, c, c+1.
-    gx = (
-        (x[:-2, 2:] + 2 * x[1:-1, 2:] + x[2:, 2:])
-        - (x[:-2, :-2] + 2 * x[1:-1, :-2] + x[2:, :-2])
-    )
-    gy = (
-        (x[2:, :-2] + 2 * x[2:, 1:-1] + x[2:, 2:])
-        - (x[:-2, :-2] + 2 * x[:-2, 1:-1] + x[:-2, 2:])
-    )
+    gx = (x[:-2, 2:] + 2 * x[1:-1, 2:] + x[2:, 2:]) - (x[:-2, :-2] + 2 * x[1:-1, :-2] + x[2:, :-2])
+    gy = (x[2:, :-2] + 2 * x[2:, 1:-1] + x[2:, 2:]) - (x[:-2, :-2] + 2 * x[:-2, 1:-1] + x[:-2, 2:])
     magnitude = np.hypot(gx, gy) / 4.0
     edge_density = float((magnitude > edge_threshold).mean())
     return entropy, edge_density

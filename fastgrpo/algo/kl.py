@@ -33,7 +33,9 @@ KL_PENALTIES = ("low_var_kl", "k3", "k1", "kl", "abs", "mse", "k2")
 KL_TYPES = ("group_accuracy_based", "fixed")
 
 
-def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kl_penalty: str = "low_var_kl") -> torch.Tensor:
+def kl_penalty(
+    log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kl_penalty: str = "low_var_kl"
+) -> torch.Tensor:
     """Per-token KL estimate, same shape as the inputs, in float32.
 
     Why: the loss needs a per-token penalty that is cheap (only sampled-token

@@ -71,7 +71,9 @@ def _token_advantages(advantages: torch.Tensor, like: torch.Tensor) -> torch.Ten
     if adv.dim() == 1:
         adv = adv[:, None].expand_as(like)
     if adv.shape != like.shape:
-        raise ValueError(f"advantages must be [N] or [N, T] matching {tuple(like.shape)}, got {tuple(adv.shape)}")
+        raise ValueError(
+            f"advantages must be [N] or [N, T] matching {tuple(like.shape)}, got {tuple(adv.shape)}"
+        )
     return adv
 
 
@@ -211,14 +213,18 @@ def total_loss(
     if use_kl_loss and ref_log_prob is not None and kl_coef is not None:
         zeros = torch.zeros_like(log_prob, dtype=torch.float32)
         kl_tok = _kl_penalty(
-            torch.where(mask, log_prob.float(), zeros), torch.where(mask, ref_log_prob.float(), zeros), kl_penalty
+            torch.where(mask, log_prob.float(), zeros),
+            torch.where(mask, ref_log_prob.float(), zeros),
+            kl_penalty,
         )
         if isinstance(kl_coef, torch.Tensor):
             beta = kl_coef.to(device=kl_tok.device, dtype=kl_tok.dtype).reshape(-1)
             if beta.numel() == 1:
                 beta = beta.expand(kl_tok.shape[0])
             if beta.numel() != kl_tok.shape[0]:
-                raise ValueError(f"kl_coef must have one entry per response ({kl_tok.shape[0]}), got {beta.numel()}")
+                raise ValueError(
+                    f"kl_coef must have one entry per response ({kl_tok.shape[0]}), got {beta.numel()}"
+                )
         else:
             beta = torch.full((kl_tok.shape[0],), float(kl_coef), dtype=kl_tok.dtype, device=kl_tok.device)
         weighted = kl_tok * beta[:, None]

@@ -65,6 +65,9 @@ class AlgorithmConfig:
     kl_type: Literal["group_accuracy_based", "fixed"] = "group_accuracy_based"
     kl_min_coef: float = 1.0e-3
     kl_max_coef: float = 1.0e-2
+    kl_coef_direction: Literal["accuracy", "inverse"] = "accuracy"
+    """`accuracy`: coef = min + (max - min) * acc_g (solved groups held close to the reference, SPEC default);
+    `inverse`: min + (max - min) * (1 - acc_g)."""
     # Thinking reward (step 4) and difficulty (step 3).
     thinking_reward: bool = True
     thinking_reward_weight: float = 0.5

@@ -32,13 +32,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fastgrpo.algo.advantages import compute_advantages
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
-from fastgrpo.algo.kl import group_kl_coef
 from fastgrpo.algo.loss import agg_denominator, total_loss
-from fastgrpo.algo.metrics import bucket_metrics
-from fastgrpo.algo.thinking import thinking_reward
+from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, dump_config, to_dict
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
@@ -271,8 +268,13 @@ class FastGRPORecipe:
         try:
             with progress, self.scorer:
                 task = progress.add_task("train", total=self.total_steps, completed=start)
+                if self.cfg.trainer.val_before_train and start == 0:
+                    self.logger.log(0, self.validate(0))
                 for step in range(start + 1, self.total_steps + 1):
                     metrics, samples = self.train_step(step)
+                    val_freq = self.cfg.trainer.val_freq
+                    if val_freq > 0 and (step % val_freq == 0 or step == self.total_steps):
+                        metrics.update(self.validate(step))
                     self.logger.log(step, metrics)
                     self.logger.log_samples(step, samples)
                     progress.update(task, advance=1)
@@ -293,6 +295,27 @@ class FastGRPORecipe:
                 self._save(done)
             raise TrainingError(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
         return self.run_dir
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
+        from fastgrpo.eval import EvalParams, custom_benchmark, evaluate, flat_metrics
+
+        cfg = self.cfg
+        benchmarks: list[Any] = list(cfg.eval.benchmarks)
+        if cfg.data.val_files:
+            benchmarks.append(custom_benchmark(cfg.data.val_files, name="val", prompt_key=cfg.data.prompt_key,
+                                               answer_key=cfg.data.answer_key, prompt=cfg.data.format_prompt,
+                                               system_prompt=cfg.data.system_prompt))
+        if not benchmarks:
+            return {}
+        results = evaluate(
+            self.model, self.tokenizer, benchmarks, EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
+            out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
+            limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
+            template=cfg.reward.template, processor=self.processor, progress=False,
+            engine_name=self.engine_name,
+        )
+        return flat_metrics(results, prefix="val")
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         t0 = time.perf_counter()
@@ -364,12 +387,6 @@ class FastGRPORecipe:
     def compute_advantages(self, groups: list[Group], candidates: list[Group]) -> tuple[dict[str, Any], dict[str, float]]:
         """Difficulty, easy/hard split, thinking reward, advantages and KL coefficients for the kept groups."""
         a = self.cfg.algorithm
-        acc = torch.tensor([g.scores["accuracy"] for g in groups], dtype=torch.float32)
-        fmt = torch.tensor([g.scores["format"] for g in groups], dtype=torch.float32)
-        overall = torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32)
-        lengths = torch.tensor([g.lengths for g in groups], dtype=torch.float32)
-        complexity = torch.tensor([g.example.complexity for g in groups], dtype=torch.float32)
-        diff = difficulty(group_pass_rate(acc), complexity)
         # The percentile's population: every group generated this step (kept or filtered), or a running window.
         cand_acc = torch.tensor([g.scores["accuracy"] for g in candidates], dtype=torch.float32)
         cand_diff = difficulty(group_pass_rate(cand_acc), torch.tensor([g.example.complexity for g in candidates]))
@@ -378,20 +395,25 @@ class FastGRPORecipe:
             population = self.window.values()
         else:
             population = cand_diff
-        is_hard, threshold = split_easy_hard(diff, a.easy_percentile, population=population)
-        think = (thinking_reward(lengths, acc, is_hard, a.thinking_reward_weight) if a.thinking_reward
-                 else torch.zeros_like(acc))
-        reward = overall + think
-        adv = compute_advantages(reward, a.adv_estimator)
-        beta = group_kl_coef(acc, a.kl_type, a.kl_coef, a.kl_min_coef, a.kl_max_coef)
-        metrics = bucket_metrics(acc, lengths, is_hard, kl_coef=beta, thinking_reward=think, difficulty=diff,
-                                 reward=reward, format_reward=fmt, threshold=threshold)
+        out = fast_grpo_step(
+            overall=torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32),
+            accuracy=torch.tensor([g.scores["accuracy"] for g in groups], dtype=torch.float32),
+            response_length=torch.tensor([g.lengths for g in groups], dtype=torch.float32),
+            complexity=torch.tensor([g.example.complexity for g in groups], dtype=torch.float32),
+            format_reward=torch.tensor([g.scores["format"] for g in groups], dtype=torch.float32),
+            population=population, adv_estimator=a.adv_estimator, thinking_reward=a.thinking_reward,
+            thinking_reward_weight=a.thinking_reward_weight, easy_percentile=a.easy_percentile,
+            kl_type=a.kl_type, kl_coef=a.kl_coef, kl_min_coef=a.kl_min_coef, kl_max_coef=a.kl_max_coef,
+            kl_direction=a.kl_coef_direction,
+        )
+        metrics = out.metrics
         cand_hard, _ = split_easy_hard(cand_diff, a.easy_percentile, population=population)
         kept_ids = {id(g) for g in groups}
         kept = torch.tensor([id(g) in kept_ids for g in candidates])
         for bucket, sel in (("easy", ~cand_hard), ("hard", cand_hard)):
             if int(sel.sum()):
                 metrics[f"{bucket}/filtered_fraction"] = 1.0 - float(kept[sel].float().mean())
+        adv, beta, reward, is_hard = out.advantages, out.kl_coef, out.rewards, out.is_hard
         metrics["all/advantage_abs"] = float(adv.abs().mean())
         batch = {"groups": groups, "advantages": adv, "kl_coef": beta, "reward": reward, "is_hard": is_hard}
         return batch, metrics

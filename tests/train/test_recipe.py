@@ -155,3 +155,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_model: Path, 
         state = {"model": {}}
         meta = dcp.FileSystemReader(str(ckpt / "model")).read_metadata()
         assert meta is not None and state is not None
+
+
+def test_validation_during_training_uses_the_eval_harness(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{
+        "trainer.max_steps": 2, "trainer.val_freq": 2, "trainer.val_before_train": True,
+        "data.val_files": str(toy_data), "eval.limit": 4, "eval.n": 2, "eval.max_new_tokens": 6,
+    })
+    run_dir = train(cfg)
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    for r in (rows[0], rows[2]):
+        assert 0.0 <= r["val/val/accuracy"] <= 100.0 and 0 < r["val/val/mean_tokens"] <= 6
+    assert "val/val/accuracy" not in rows[1]
+    assert (run_dir / "eval" / "step_000002" / "results.json").exists()
