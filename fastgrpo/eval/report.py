@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fastgrpo.eval.store import atomic_write_json, atomic_write_text
+from fastgrpo.utils.io import atomic_write_json, atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

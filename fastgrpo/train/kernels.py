@@ -7,21 +7,18 @@
 - `apply_liger`: Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) patched into a
   loaded model. Its fused linear cross-entropy is never enabled: it replaces
   the forward that returns logits, and the trainer needs the logits.
-- `load_vision_lm`: `load_causal_lm` for image-text-to-text models (Qwen2-VL,
-  Qwen2.5-VL, Qwen3-VL), which `AutoModelForCausalLM` does not load.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from fastgrpo.utils.optional import require
 
-__all__ = ["apply_liger", "is_vision_config", "load_vision_lm", "select_attn_implementation"]
+__all__ = ["apply_liger", "is_vision_config", "select_attn_implementation"]
 
 ATTN_CHOICES = ("auto", "eager", "sdpa", "flash_attention_2")
 
@@ -62,45 +59,3 @@ def apply_liger(model: Any, enabled: bool, rope: bool = True, rms_norm: bool = T
 def is_vision_config(config: Any) -> bool:
     """Whether a model config is a vision-language one (it has a vision tower config)."""
     return getattr(config, "vision_config", None) is not None
-
-
-def load_vision_lm(cfg: Any, device: torch.device, for_training: bool) -> torch.nn.Module:
-    """Load an image-text-to-text model (called by `fastgrpo.train.model.load_policy_model`).
-
-    `cfg` is the `model` config section; attention and Liger kernels follow it.
-    """
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
-    from fastgrpo.train.model import ModelLoadError, resolve_dtype
-    from fastgrpo.utils.optional import MissingDependencyError
-
-    if not cfg.path:
-        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
-    if cfg.path.startswith((".", "/", "~")) and not Path(cfg.path).expanduser().exists():
-        raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
-    dtype = resolve_dtype(cfg.dtype, device)
-    try:
-        attn = select_attn_implementation(cfg.attn_implementation, device, dtype)
-    except (MissingDependencyError, RuntimeError, ValueError) as e:
-        raise ModelLoadError(str(e)) from None
-    try:
-        config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForImageTextToText.from_pretrained(
-            cfg.path, config=config, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.trust_remote_code
-        )
-    except Exception as e:
-        raise ModelLoadError(f"could not load a vision-language model from {cfg.path!r}: {type(e).__name__}: {e}") from None
-    try:
-        apply_liger(model, bool(getattr(cfg, "enable_liger", False)))
-    except MissingDependencyError as e:
-        raise ModelLoadError(str(e)) from None
-    model.to(device)
-    if for_training:
-        model.train()
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    else:
-        model.eval()
-        model.requires_grad_(False)
-    return model

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
 from fastgrpo.config import ModelConfig
 from fastgrpo.train.dist import DistInfo
-from fastgrpo.train.kernels import apply_liger, is_vision_config, load_vision_lm, select_attn_implementation
+from fastgrpo.train.kernels import apply_liger, is_vision_config, select_attn_implementation
 from fastgrpo.utils.optional import MissingDependencyError
 
 
@@ -69,17 +69,18 @@ def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool
         config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
         raise ModelLoadError(f"could not read a model config from {cfg.path!r}: {type(e).__name__}: {e}") from None
-    if is_vision_config(config):
-        return load_vision_lm(cfg, device, for_training)
+    # Qwen2-VL / Qwen2.5-VL / Qwen3-VL load as image-text-to-text models, which AutoModelForCausalLM does not do.
+    auto_class = AutoModelForImageTextToText if is_vision_config(config) else AutoModelForCausalLM
+    kind = "vision-language model" if is_vision_config(config) else "causal LM"
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto_class.from_pretrained(
             cfg.path, config=config, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.trust_remote_code
         )
         apply_liger(model, cfg.enable_liger)
     except MissingDependencyError as e:
         raise ModelLoadError(str(e)) from None
     except Exception as e:
-        raise ModelLoadError(f"could not load a causal LM from {cfg.path!r}: {type(e).__name__}: {e}") from None
+        raise ModelLoadError(f"could not load a {kind} from {cfg.path!r}: {type(e).__name__}: {e}") from None
     model.to(device)
     if for_training:
         model.train()

@@ -14,8 +14,8 @@ import torch
 
 from fastgrpo.config import ModelConfig
 from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
-from fastgrpo.train.kernels import apply_liger, is_vision_config, load_vision_lm, select_attn_implementation
-from fastgrpo.train.model import ModelLoadError
+from fastgrpo.train.kernels import apply_liger, is_vision_config, select_attn_implementation
+from fastgrpo.train.model import ModelLoadError, load_policy_model
 from fastgrpo.utils.optional import MissingDependencyError
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
@@ -81,17 +81,17 @@ def vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("vlk") / "model")
 
 
-def test_load_vision_lm(vl_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = load_vision_lm(ModelConfig(path=str(vl_dir)), CPU, for_training=True)
+def test_load_policy_model_for_vision(vl_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_policy_model(ModelConfig(path=str(vl_dir)), CPU, for_training=True)
     assert model.training and is_vision_config(model.config)
     assert model.config._attn_implementation == "sdpa"
-    frozen = load_vision_lm(ModelConfig(path=str(vl_dir)), CPU, for_training=False)
+    frozen = load_policy_model(ModelConfig(path=str(vl_dir)), CPU, for_training=False)
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
     monkeypatch.setitem(sys.modules, "flash_attn", None)
     monkeypatch.setitem(sys.modules, "liger_kernel", None)
     with pytest.raises(ModelLoadError, match="flash_attention_2"):
-        load_vision_lm(ModelConfig(path=str(vl_dir), attn_implementation="flash_attention_2"), CPU, True)
+        load_policy_model(ModelConfig(path=str(vl_dir), attn_implementation="flash_attention_2"), CPU, True)
     with pytest.raises(ModelLoadError, match="enable_liger"):
-        load_vision_lm(ModelConfig(path=str(vl_dir), enable_liger=True), CPU, True)
+        load_policy_model(ModelConfig(path=str(vl_dir), enable_liger=True), CPU, True)
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_vision_lm(ModelConfig(path=str(vl_dir / "nope")), CPU, True)
+        load_policy_model(ModelConfig(path=str(vl_dir / "nope")), CPU, True)
