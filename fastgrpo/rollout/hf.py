@@ -28,20 +28,50 @@ def row_seed(seed: int, uid: int, sample: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for x < 2**32 in int64, split so no intermediate overflows int64."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finalizer: a cheap, well-mixed bijection."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def counter_uniform(row_seeds: torch.Tensor, position: int, vocab: int) -> torch.Tensor:
+    """Uniforms in (0, 1), [rows, vocab], a pure function of (row seed, position, token id).
+
+    Why counter-based: one vectorized hash gives every row its own stream, so a
+    sample never depends on the rest of the batch, without a Python loop over
+    per-row generators at every decoding step.
+    """
+    lo = (row_seeds & _M32)[:, None]
+    hi = ((row_seeds >> 32) & _M32)[:, None]
+    v = torch.arange(vocab, dtype=torch.int64, device=row_seeds.device)[None, :]
+    x = _fmix32(lo ^ _mul32(v + 1, 0x9E3779B1))
+    x = _fmix32(x ^ hi ^ _mul32(torch.full_like(x, position + 1), 0x27D4EB2F))
+    return (x.to(torch.float64) + 0.5) / 2.0**32
+
+
 class _GumbelNoise(LogitsProcessor):
     """Adds per-row Gumbel noise; argmax of (logits + noise) is an exact sample of softmax(logits)."""
 
     def __init__(self, seeds: list[int], device: torch.device) -> None:
-        self.generators = []
-        for s in seeds:
-            g = torch.Generator(device=device)
-            g.manual_seed(s)
-            self.generators.append(g)
+        self.seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
+        self.position = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        vocab = scores.shape[-1]
-        u = torch.stack([torch.rand(vocab, generator=g, device=scores.device) for g in self.generators[: scores.shape[0]]])
-        gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+        u = counter_uniform(self.seeds[: scores.shape[0]], self.position, scores.shape[-1])
+        self.position += 1
+        gumbel = -torch.log(-torch.log(u))
         return scores + gumbel.to(scores.dtype)
 
 

@@ -1,0 +1,68 @@
+"""The HF rollout engine: exact sampling, batch independence, EOS handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from fastgrpo.models.tiny import build_tiny_qwen2
+from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
+from fastgrpo.rollout.hf import counter_uniform, row_seed
+
+
+def test_gumbel_max_with_counter_noise_samples_the_softmax() -> None:
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0], dtype=torch.float64)
+    seeds = torch.tensor([row_seed(7, i, 0) for i in range(20000)])
+    counts = torch.zeros(4, dtype=torch.float64)
+    for pos in range(5):
+        g = -torch.log(-torch.log(counter_uniform(seeds, pos, 4)))
+        counts += torch.bincount((logits[None] + g).argmax(-1), minlength=4)
+    freq = counts / counts.sum()
+    assert torch.allclose(freq, torch.softmax(logits, 0), atol=0.01), freq
+
+
+def test_counter_uniform_is_uniform_and_keyed() -> None:
+    seeds = torch.tensor([row_seed(1, i, j) for i in range(50) for j in range(8)])
+    u = counter_uniform(seeds, 3, 266)
+    assert float(u.min()) > 0.0 and float(u.max()) < 1.0
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
+    assert torch.equal(u[5:9], counter_uniform(seeds[5:9], 3, 266))  # a row's noise ignores the other rows
+    assert not torch.equal(u, counter_uniform(seeds, 4, 266))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    path: Path = build_tiny_qwen2(tmp_path_factory.mktemp("m") / "model", hidden_size=32, num_layers=2,
+                                  num_heads=2, num_kv_heads=1, intermediate_size=64)
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_responses_do_not_depend_on_batching_and_stop_at_eos(tiny: tuple) -> None:
+    model, tok = tiny
+    prompts = [PromptInput(tok(t)["input_ids"], uid=i) for i, t in enumerate(["1+2=", "3+4+5=", "7+7+7+7="])]
+    params = SamplingParams(n=4, max_new_tokens=24, seed=3)
+    big = make_engine("hf", model, tok, micro_batch_size=64).generate(prompts, params)
+    small = make_engine("hf", model, tok, micro_batch_size=3).generate(prompts[1:], params)
+    assert small.response_ids == big.response_ids[4:]
+    assert len(big.response_ids) == 12 and big.n == 4
+    for r in big.response_ids:
+        assert 1 <= len(r) <= 24
+        if tok.eos_token_id in r:
+            assert r.index(tok.eos_token_id) == len(r) - 1  # nothing after EOS
+    again = make_engine("hf", model, tok).generate(prompts, params)
+    assert again.response_ids == big.response_ids
+    other = make_engine("hf", model, tok).generate(prompts, SamplingParams(n=4, max_new_tokens=24, seed=4))
+    assert other.response_ids != big.response_ids
+
+
+def test_greedy_is_deterministic_argmax(tiny: tuple) -> None:
+    model, tok = tiny
+    ids = tok("2+2=")["input_ids"]
+    out = make_engine("hf", model, tok).generate([PromptInput(ids, uid=0)],
+                                                  SamplingParams(n=2, temperature=0.0, max_new_tokens=5))
+    with torch.no_grad():
+        first = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+    assert out.response_ids[0] == out.response_ids[1] and out.response_ids[0][0] == first
