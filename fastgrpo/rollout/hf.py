@@ -76,6 +76,10 @@ class _GumbelNoise(LogitsProcessor):
 
 
 class HFRolloutEngine:
+    fast_decode = True
+    """Text prompts on one process use `_decode_compacting` (finished rows leave the batch); otherwise HF
+    `generate` (vision inputs, or FSDP ranks that must step in lockstep via `synced_gpus`)."""
+
     def __init__(self, model: Any, pad_token_id: int, eos_token_ids: list[int], micro_batch_size: int = 64,
                  return_logprobs: bool = False) -> None:
         self.model = model
@@ -152,6 +156,9 @@ class HFRolloutEngine:
             if params.top_p < 1.0:
                 processors.append(TopPLogitsWarper(params.top_p))
             processors.append(_GumbelNoise([s for _, s in chunk], device))
+        if self.fast_decode and not extra and not synced:
+            return self._decode_compacting(input_ids.to(device), attention_mask.to(device), params,
+                                           [s for _, s in chunk], LogitsProcessorList(processors[:-1] if sampling else processors))
         gen_config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             do_sample=False,  # argmax over Gumbel-perturbed logits == sampling
@@ -186,6 +193,60 @@ class HFRolloutEngine:
                 lps_out.append(lp.tolist())
         return ids_out, lps_out
 
+
+    def _decode_compacting(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, params: SamplingParams,
+                           seeds: list[int], warpers: LogitsProcessorList) -> tuple[list[list[int]], list[list[float]]]:
+        """KV-cached sampling where a row leaves the batch (and its cache) as soon as it emits EOS.
+
+        Why: slow and fast answers differ several-fold in length; HF `generate` keeps
+        every finished row in the batch until the longest is done. Same sampler
+        (warpers + counter-keyed Gumbel noise), so results match `generate`'s.
+        """
+        from transformers import DynamicCache
+
+        device = input_ids.device
+        n_rows = input_ids.shape[0]
+        row_seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
+        eos = torch.tensor(self.eos_token_ids, device=device)
+        sampling = params.temperature > 0
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        cache = DynamicCache()
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         cache=cache, use_cache=True)
+        logits = out.logits[:, -1, :]
+        active = torch.arange(n_rows, device=device)
+        next_pos = position_ids[:, -1] + 1
+        rows: list[list[int]] = [[] for _ in range(n_rows)]
+        lps: list[list[float]] = [[] for _ in range(n_rows)]
+        for step in range(params.max_new_tokens):
+            scores = logits.float()
+            if sampling:
+                scores = warpers(input_ids, scores)
+                noisy = scores + -torch.log(-torch.log(counter_uniform(row_seeds[active], step, scores.shape[-1])))
+                tokens = noisy.argmax(-1)
+            else:
+                tokens = scores.argmax(-1)
+            if self.return_logprobs:
+                base = logits.float() / params.temperature if sampling else logits.float()
+                tok_lp = torch.log_softmax(base, -1).gather(-1, tokens[:, None]).squeeze(-1).tolist()
+            for j, (r, t) in enumerate(zip(active.tolist(), tokens.tolist(), strict=True)):
+                rows[r].append(t)
+                if self.return_logprobs:
+                    lps[r].append(tok_lp[j])
+            keep = ~torch.isin(tokens, eos)
+            if step == params.max_new_tokens - 1 or not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                idx = keep.nonzero().squeeze(-1)
+                cache.batch_select_indices(idx)
+                active, tokens, next_pos = active[idx], tokens[idx], next_pos[idx]
+                attention_mask = attention_mask[idx]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            out = self.model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_pos[:, None],
+                             cache=cache, use_cache=True)
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        return rows, lps if self.return_logprobs else []
 
 def _stack_processor_inputs(items: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
     """Qwen2-VL style inputs concatenate patches along dim 0 across the batch."""

@@ -84,6 +84,8 @@ class _VisionGenerate:
 class VisionHFRolloutEngine(HFRolloutEngine):
     """`HFRolloutEngine` for Qwen-VL models; prompts carry `processor_inputs` (pixel_values, image_grid_thw)."""
 
+    fast_decode = False  # generation goes through the wrapper that adds mm_token_type_ids and suppresses vision tokens
+
     def __init__(self, model: Any, pad_token_id: int, eos_token_ids: list[int], image_token_id: int,
                  video_token_id: int | None = None, suppress_token_ids: Sequence[int] = (),
                  micro_batch_size: int = 64, return_logprobs: bool = False) -> None:
