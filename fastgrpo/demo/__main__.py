@@ -1,0 +1,509 @@
+"""`make demo` / `python -m fastgrpo.demo`: fast-slow thinking reproduced in miniature on a CPU.
+
+Why a pipeline of CLI calls: the demo is also the end-to-end check of what a user
+runs. Each stage is the public command (`fastgrpo train`, `fastgrpo export`,
+`fastgrpo eval`) in a subprocess, so the demo exercises exactly the shipped
+paths, and a failed stage says which command to rerun by hand.
+
+Stages (each skipped or resumed when its output already exists):
+  1. data        runs/demo/data/{train,test}.jsonl (seeded generator)
+  2. warm-start  the tiny model, cached by a hash of its settings; runs/demo/base links to it
+  3. train       configs/demo.yaml (FAST-GRPO) and configs/demo_grpo.yaml (plain GRPO)
+  4. export      each run's final checkpoint -> <run>/export (HF folder)
+  5. eval        base, grpo and fast on the test split, broken down by k
+  6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fastgrpo.demo import task
+
+console = Console(stderr=True)
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ("base", "grpo", "fast")
+
+
+@dataclass
+class DemoOptions:
+    out: Path = Path("runs/demo")
+    fast_config: Path = ROOT / "configs" / "demo.yaml"
+    grpo_config: Path = ROOT / "configs" / "demo_grpo.yaml"
+    seed: int = 0
+    n_train: int = 4000
+    n_test_per_k: int = 50
+    threads: int = 2
+    steps: int | None = None
+    """Override trainer.max_steps for both runs (None: the configs' value)."""
+    warmstart_steps: int | None = None
+    eval_n: int | None = None
+    eval_limit: int | None = None
+    extra_overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float = 0.0
+    status: str = "pending"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _env(threads: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def _run(cmd: list[str], threads: int) -> None:
+    """Run a public command, streaming its output; a failure names the command to rerun."""
+    console.print(f"[dim]$ {shlex.join(cmd)}[/]", highlight=False)
+    rc = subprocess.call(cmd, env=_env(threads), cwd=ROOT)
+    if rc != 0:
+        raise DemoError(f"command failed (exit {rc}): {shlex.join(cmd)}")
+
+
+def _fastgrpo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fastgrpo", *args]
+
+
+FINGERPRINT = ".demo_fingerprint"
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _claim(folder: Path, fingerprint: str) -> None:
+    """Make `folder` belong to this stage's inputs before the stage runs.
+
+    Train and eval resume whatever they find in their output folder; after the
+    warm-start, a config or an override changed, that would silently mix old and
+    new results. A folder from other inputs is moved aside to `<name>.stale-<time>`.
+    """
+    mark = folder / FINGERPRINT
+    if folder.exists() and not (mark.exists() and mark.read_text().strip() == fingerprint):
+        aside = folder.with_name(f"{folder.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+        console.print(f"[yellow]{folder} came from other inputs; moved to {aside}[/]", highlight=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark.write_text(fingerprint + "\n")
+
+
+def _model_fingerprint(model_dir: Path) -> str:
+    """Identity of a model folder: its resolved path and weights file stamp."""
+    weights = sorted(model_dir.resolve().glob("*.safetensors"))
+    return _fingerprint(
+        model_dir.resolve(), *[(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+    )
+
+
+def _data_key(o: DemoOptions) -> str:
+    return _fingerprint(o.seed, o.n_train, o.n_test_per_k, task.HOLDOUT_MIN_K)
+
+
+# ----------------------------------------------------------------------------------------- stages
+def stage_data(o: DemoOptions) -> dict[str, Path]:
+    return task.write_splits(o.out / "data", seed=o.seed, n_train=o.n_train, n_test_per_k=o.n_test_per_k)
+
+
+def stage_warmstart(o: DemoOptions) -> Path:
+    """Train (or reuse) the warm-start model and point <out>/base at it."""
+    import torch
+
+    from fastgrpo.demo.warmstart import DONE_FILE, WarmStartSettings, cache_dir, warm_start
+
+    kw: dict[str, Any] = {"data_seed": o.seed, "n_test_per_k": o.n_test_per_k}
+    if o.warmstart_steps is not None:
+        kw["steps"] = o.warmstart_steps
+        kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
+    s = WarmStartSettings(**kw)
+    folder = cache_dir(s, o.out / "cache")
+    if (folder / DONE_FILE).exists():
+        console.print(f"warm-start: cached {folder}")
+    else:
+        torch.set_num_threads(o.threads)
+        with Progress(
+            TextColumn("[bold]warm-start"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            t = progress.add_task("sft", total=s.steps, loss="")
+            folder = warm_start(
+                s,
+                o.out / "cache",
+                on_step=lambda i, loss: progress.update(t, completed=i + 1, loss=f"loss {loss:.3f}"),
+            )
+    link = o.out / "base"
+    if link.is_symlink() or link.exists():
+        if link.resolve() == folder.resolve():
+            return link
+        if not link.is_symlink():
+            raise DemoError(f"{link} exists and is not a link to the warm-start cache; remove it and rerun")
+        link.unlink()
+    tmp = link.with_name(".base.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(folder.resolve().relative_to(link.parent.resolve()))
+    tmp.replace(link)  # atomic: a reader never sees no link
+    return link
+
+
+def _train_overrides(o: DemoOptions, experiment: str) -> list[str]:
+    ov = [
+        f"data.train_files={o.out / 'data' / 'train.jsonl'}",
+        f"data.val_files={o.out / 'data' / 'test.jsonl'}",
+        f"model.path={o.out / 'base'}",
+        f"trainer.output_dir={o.out}",
+        f"trainer.experiment_name={experiment}",
+    ]
+    if o.steps is not None:
+        ov.append(f"trainer.max_steps={o.steps}")
+    return ov + o.extra_overrides
+
+
+def stage_train(o: DemoOptions, config: Path, experiment: str) -> Path:
+    overrides = _train_overrides(o, experiment)
+    run_dir = o.out / experiment
+    _claim(
+        run_dir, _fingerprint(config.read_text(), overrides, _model_fingerprint(o.out / "base"), _data_key(o))
+    )
+    _run(_fastgrpo("train", str(config), *overrides), o.threads)
+    return run_dir
+
+
+def stage_export(o: DemoOptions, run_dir: Path) -> Path:
+    """Export the final checkpoint, unless <run>/export already holds exactly that checkpoint."""
+    from fastgrpo.train.checkpoint import latest_checkpoint
+
+    out = run_dir / "export"
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise DemoError(f"{run_dir}: training left no checkpoint to export")
+    mark = run_dir / ".demo_export"
+    fp = _fingerprint(ckpt.resolve(), ckpt.stat().st_mtime_ns)
+    if (out / "config.json").exists() and mark.exists() and mark.read_text().strip() == fp:
+        console.print(f"export: {out} is up to date with {ckpt.name}")
+        return out
+    _run(_fastgrpo("export", str(run_dir), "--to", "local"), o.threads)
+    if not (out / "config.json").exists():
+        raise DemoError(f"export finished but {out} has no config.json")
+    mark.write_text(fp + "\n")
+    return out
+
+
+def eval_command(o: DemoOptions, model_dir: Path, name: str) -> list[str]:
+    """The eval call: the test split as a custom benchmark, per-k breakdown, the training prompt."""
+    cmd = _fastgrpo(
+        "eval",
+        "--config",
+        str(o.fast_config),
+        "--bench",
+        "custom",
+        "--data",
+        str(o.out / "data" / "test.jsonl"),
+        "--prompt-key",
+        "problem",
+        "--answer-key",
+        "answer",
+        "--group-key",
+        "k",
+        "--prompt",
+        task.FORMAT_PROMPT,
+        "--model",
+        str(model_dir),
+        "--out",
+        str(o.out / "eval" / name),
+        "--name",
+        name,
+        "--engine",
+        "hf",
+        "--workers",
+        "0",
+        "--seed",
+        str(o.seed + 1),
+    )
+    if o.eval_n is not None:
+        cmd += ["--n", str(o.eval_n)]
+    if o.eval_limit is not None:
+        cmd += ["--limit", str(o.eval_limit)]
+    return cmd
+
+
+def stage_eval(o: DemoOptions, model_dir: Path, name: str) -> Path:
+    cmd = eval_command(o, model_dir, name)
+    out = o.out / "eval" / name
+    _claim(out, _fingerprint(o.fast_config.read_text(), cmd[2:], _model_fingerprint(model_dir), _data_key(o)))
+    _run(cmd, o.threads)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- report
+@dataclass
+class KRow:
+    accuracy: float
+    mean_tokens: float
+    slow_fraction: float
+    samples: int
+
+
+def per_k_from_generations(path: Path) -> dict[int, KRow]:
+    """Per-k accuracy, mean tokens and slow fraction from an eval's generations.jsonl.
+
+    Why not results.json alone: it has accuracy and tokens per group but not the
+    slow/fast split, which is the point of the demo.
+    """
+    acc: dict[int, list[float]] = defaultdict(list)
+    tok: dict[int, list[float]] = defaultdict(list)
+    slow: dict[int, list[float]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        k = int(r["group"])
+        acc[k].append(float(r["correct"]))
+        tok[k].append(float(r["tokens"]))
+        slow[k].append(float(task.is_slow(r["response"])))
+    return {
+        k: KRow(
+            sum(acc[k]) / len(acc[k]), sum(tok[k]) / len(tok[k]), sum(slow[k]) / len(slow[k]), len(acc[k])
+        )
+        for k in sorted(acc)
+    }
+
+
+def per_k_table(results: dict[str, dict[int, KRow]]) -> str:
+    ks = sorted({k for r in results.values() for k in r})
+    head = "| model | " + " | ".join(f"k={k}" for k in ks) + " | all |"
+    sep = "|---|" + "---|" * (len(ks) + 1)
+    lines = []
+    for metric, fmt in (("accuracy", "{:.2f}"), ("mean_tokens", "{:.1f}"), ("slow_fraction", "{:.2f}")):
+        lines += [f"**{metric.replace('_', ' ')}**", "", head, sep]
+        for name, rows in results.items():
+            vals = [getattr(rows[k], metric) if k in rows else None for k in ks]
+            present = [v for v in vals if v is not None]
+            mean = sum(present) / len(present) if present else None
+            cells = ["-" if v is None else fmt.format(v) for v in [*vals, mean]]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_per_k(results: dict[str, dict[int, KRow]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, rows in results.items():
+        ks = sorted(rows)
+        for ax, metric in zip(axes, ("accuracy", "mean_tokens", "slow_fraction"), strict=True):
+            ax.plot(ks, [getattr(rows[k], metric) for k in ks], marker="o", label=name)
+    for ax, title in zip(
+        axes, ("accuracy", "mean generated tokens", "fraction slow (thinking)"), strict=True
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("k (numbers summed)")
+        ax.grid(alpha=0.3)
+        ax.set_xticks(sorted({k for rows in results.values() for k in rows}))
+    axes[0].set_ylim(0, 1.02)
+    axes[2].set_ylim(0, 1.02)
+    axes[0].legend()
+    fig.suptitle("CPU demo: sums of k digits, test split (sampled at temperature 1)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reading(results: dict[str, dict[int, KRow]]) -> list[str]:
+    """Two sentences that say what the table shows, easiest and hardest k, FAST against GRPO."""
+    if not {"grpo", "fast"} <= set(results):
+        return []
+    g, f = results["grpo"], results["fast"]
+    ks = sorted(set(g) & set(f))
+    if not ks:
+        return []
+    out = []
+    for k, label in ((ks[0], "easiest"), (ks[-1], "hardest")):
+        out.append(
+            f"- {label} (k={k}): FAST {f[k].accuracy:.2f} accuracy with {f[k].mean_tokens:.1f} tokens "
+            f"({f[k].slow_fraction:.0%} slow), GRPO {g[k].accuracy:.2f} with {g[k].mean_tokens:.1f} "
+            f"({g[k].slow_fraction:.0%} slow)."
+        )
+
+    def mean(rows: dict[int, KRow], attr: str) -> float:
+        return sum(getattr(rows[k], attr) for k in ks) / len(ks)
+
+    saved = 1 - mean(f, "mean_tokens") / max(mean(g, "mean_tokens"), 1e-9)
+    out.append(
+        f"- all k: FAST uses {saved:.0%} fewer tokens than GRPO "
+        f"(accuracy {mean(f, 'accuracy'):.2f} vs {mean(g, 'accuracy'):.2f})."
+    )
+    return out
+
+
+def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: list[Stage]) -> Path:
+    png = plot_per_k(results, o.out / "demo_per_k.png")
+    lines = [
+        "# fastgrpo CPU demo: fast-slow thinking in miniature",
+        "",
+        "Sums of k single-digit numbers (k = 2 easy ... 6 hard); a tiny Qwen2 warm-started on a mix of",
+        "slow (running sums inside `<think>`) and fast (`<think></think>` then the answer) solutions,",
+        "then trained with plain GRPO (`configs/demo_grpo.yaml`) and FAST-GRPO (`configs/demo.yaml`).",
+        "Evaluated on the test split (`fastgrpo eval --bench custom --group-key k`), sampled at",
+        f"temperature 1; test sums with k >= {task.HOLDOUT_MIN_K} never appear in training (k=2 has only 81).",
+        "",
+        *reading(results),
+        "",
+        per_k_table(results),
+        f"![per k]({png.name})",
+        "",
+        "## Stages",
+        "",
+        "| stage | status | seconds |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} |" for s in stages]
+    lines += [
+        "",
+        f"Total: {sum(s.seconds for s in stages):.1f} s on {os.cpu_count()} CPU cores "
+        f"({o.threads} torch threads).",
+        "",
+    ]
+    report = o.out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def print_results(results: dict[str, dict[int, KRow]]) -> None:
+    ks = sorted({k for r in results.values() for k in r})
+    table = Table(title="test accuracy / mean tokens / slow fraction, per k")
+    table.add_column("model")
+    for k in ks:
+        table.add_column(f"k={k}", justify="right")
+    for name, rows in results.items():
+        table.add_row(
+            name,
+            *[
+                f"{rows[k].accuracy:.2f} / {rows[k].mean_tokens:.1f} / {rows[k].slow_fraction:.2f}"
+                if k in rows
+                else "-"
+                for k in ks
+            ],
+        )
+    Console().print(table)
+
+
+# ----------------------------------------------------------------------------------------- main
+def run_demo(o: DemoOptions) -> Path:
+    o.out = o.out.resolve()  # the commands run from the repo root, wherever the demo was started
+    o.out.mkdir(parents=True, exist_ok=True)
+    stages: list[Stage] = []
+    models: dict[str, Path] = {}
+
+    def stage(name: str, fn: Any, *args: Any) -> Any:
+        s = Stage(name)
+        stages.append(s)
+        console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        try:
+            out = fn(*args)
+            s.status = "ok"
+            return out
+        except Exception:
+            s.status = "failed"
+            raise
+        finally:
+            s.seconds = time.perf_counter() - t0
+
+    stage("data", stage_data, o)
+    models["base"] = stage("warm-start", stage_warmstart, o)
+    for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config)):
+        run_dir = stage(f"train {name}", stage_train, o, config, name)
+        models[name] = stage(f"export {name}", stage_export, o, run_dir)
+    results: dict[str, dict[int, KRow]] = {}
+    for name in MODELS:
+        eval_dir = stage(f"eval {name}", stage_eval, o, models[name], name)
+        results[name] = per_k_from_generations(eval_dir / "generations.jsonl")
+    report = write_report(o, results, stages)
+    print_results(results)
+    console.print(
+        f"wrote {report} and {o.out / 'demo_per_k.png'} (total {sum(s.seconds for s in stages):.0f} s)",
+        highlight=False,
+    )
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> DemoOptions:
+    ap = argparse.ArgumentParser(prog="python -m fastgrpo.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="Demo folder (default runs/demo).")
+    ap.add_argument("--threads", type=int, default=2, help="Torch threads for every stage.")
+    ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs.")
+    ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps.")
+    ap.add_argument("--eval-n", type=int, default=None, help="Samples per test question.")
+    ap.add_argument("--eval-limit", type=int, default=None, help="Only the first N test questions.")
+    ap.add_argument("--seed", type=int, default=0, help="Data seed (train/test splits).")
+    ap.add_argument(
+        "--quick", action="store_true", help="Smoke test: a few steps everywhere (minutes -> seconds)."
+    )
+    ap.add_argument("overrides", nargs="*", help="Extra trainer overrides for both runs, e.g. actor.lr=2e-4.")
+    a = ap.parse_args(argv)
+    o = DemoOptions(
+        out=a.out,
+        threads=a.threads,
+        steps=a.steps,
+        warmstart_steps=a.warmstart_steps,
+        eval_n=a.eval_n,
+        eval_limit=a.eval_limit,
+        seed=a.seed,
+        extra_overrides=list(a.overrides),
+    )
+    if a.quick:
+        o.steps = o.steps or 2
+        o.warmstart_steps = o.warmstart_steps or 10
+        o.eval_n = o.eval_n or 1
+        o.eval_limit = o.eval_limit or 40
+    return o
+
+
+def main(argv: list[str] | None = None) -> int:
+    o = parse_args(argv)
+    try:
+        run_demo(o)
+    except DemoError as e:
+        console.print(f"[bold red]demo failed:[/] {e}", highlight=False)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

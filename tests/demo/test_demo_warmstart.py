@@ -1,0 +1,105 @@
+"""Warm-start: the trainer's exact prompt, a loadable model folder, a cache reused by key."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+from fastgrpo.demo import task
+from fastgrpo.demo.warmstart import (
+    WarmStartSettings,
+    _iter_batches,
+    encode_example,
+    load_info,
+    prompt_text,
+    response_loss,
+    warm_start,
+)
+from fastgrpo.models.tiny import build_char_tokenizer, build_tiny_qwen2
+
+TINY = WarmStartSettings(
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    num_kv_heads=1,
+    intermediate_size=32,
+    steps=3,
+    batch_size=4,
+    warmup_steps=1,
+)
+
+
+def test_prompt_is_chat_template_of_formatted_problem() -> None:
+    tok = build_char_tokenizer()
+    text = prompt_text(tok, "3+5+2", task.FORMAT_PROMPT)
+    assert text == "<|im_start|>user\n3+5+2=<|im_end|>\n<|im_start|>assistant\n"
+    ids, plen = encode_example(tok, "3+5", task.fast_solution(task.Problem((3, 5))), task.FORMAT_PROMPT)
+    assert tok.decode(ids[:plen]) == prompt_text(tok, "3+5", task.FORMAT_PROMPT)
+    assert ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[plen:-1]) == "<think></think>\\boxed{8}"
+
+
+def test_cache_key_tracks_settings() -> None:
+    assert TINY.key() == WarmStartSettings(**{**TINY.__dict__}).key()
+    assert TINY.key() != WarmStartSettings(**{**TINY.__dict__, "steps": 4}).key()
+    assert TINY.key() != WarmStartSettings(**{**TINY.__dict__, "slow_prob": (0.2, 0.8)}).key()
+
+
+def test_warm_start_writes_loadable_model_and_reuses_cache(tmp_path) -> None:
+    torch.set_num_threads(1)
+    calls: list[int] = []
+    dead = tmp_path / f".tmp-warmstart-{TINY.key()}-999999999"  # left by a killed run
+    dead.mkdir()
+    folder = warm_start(TINY, tmp_path, on_step=lambda i, loss: calls.append(i))
+    assert calls == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temp folder left behind
+    info = load_info(folder)
+    assert info["key"] == TINY.key() and info["settings"]["steps"] == 3
+    model = Qwen2ForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    # The saved tokenizer reloads (AutoTokenizer -> Qwen2Tokenizer) to the very same ids, newlines included.
+    text = prompt_text(tok, "1+2", task.FORMAT_PROMPT)
+    assert (
+        tok(text, add_special_tokens=False)["input_ids"]
+        == build_char_tokenizer()(text, add_special_tokens=False)["input_ids"]
+    )
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] <= ids["input_ids"].shape[1] + 3
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+
+    again = warm_start(TINY, tmp_path, on_step=lambda i, loss: calls.append(i))
+    assert again == folder and calls == [0, 1, 2]  # cached: no training steps ran
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_warm_start_is_deterministic(tmp_path) -> None:
+    torch.set_num_threads(1)
+    a = Qwen2ForCausalLM.from_pretrained(warm_start(TINY, tmp_path / "a"))
+    b = Qwen2ForCausalLM.from_pretrained(warm_start(TINY, tmp_path / "b"))
+    for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert torch.equal(pa, pb), na
+
+
+def test_packed_loss_equals_padded_loss_and_batches_use_the_trainer_prompt(tmp_path) -> None:
+    """Packing is a speed-up only: same loss as one padded row per example, prompts as the trainer builds them."""
+    torch.set_num_threads(1)
+    tok = build_char_tokenizer()
+    model = Qwen2ForCausalLM.from_pretrained(
+        build_tiny_qwen2(
+            tmp_path / "m", hidden_size=16, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=32
+        )
+    )
+    settings = WarmStartSettings(batch_size=12)
+    batch, n_slow = next(_iter_batches(settings, tok, task.make_test_split(0, 5)))
+    assert len(batch) == 12 and 0 < n_slow < 12
+    stream = task.iter_sft_examples(settings.seed, settings.slow_prob, exclude=task.make_test_split(0, 5))
+    expected = [
+        encode_example(tok, p.text, r, settings.format_prompt)
+        for p, r, _ in (next(stream) for _ in range(12))
+    ]
+    assert batch == expected
+    padded = response_loss(model, batch, tok.pad_token_id, pack_len=0)
+    packed = response_loss(model, batch, tok.pad_token_id, pack_len=128)
+    assert torch.allclose(padded, packed, atol=1e-5)
