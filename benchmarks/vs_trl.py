@@ -177,15 +177,9 @@ def run_trl(s: BenchSettings) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# FASTGRPO SIDE — for the lead to complete once `fastgrpo.train.recipe.train(cfg)` lands.
-# What it must do: the same B x G batch, completion cap, lr, KL coef and step count as run_trl, one
-# optimizer update per step (actor.global_batch_size = micro_batch_size = B x G), online filtering
-# off (it would draw extra prompts), no checkpoints or validation, HF engine on CPU; then return
-# per-step seconds. Below is a working version against the recipe as of this writing: it reads
-# `time/step` from metrics.jsonl (else falls back to wall time / steps, model load included).
-# ---------------------------------------------------------------------------------------------
 def fastgrpo_overrides(s: BenchSettings, run_root: str) -> list[str]:
+    """configs/demo_grpo.yaml with the bench's batch, lengths and steps: one update of B x G per step, no
+    online filtering (it would draw extra prompts), no checkpoints or validation."""
     batch = s.prompts_per_step * s.samples_per_prompt
     return [
         f"model.path={s.model}",
@@ -219,11 +213,8 @@ def run_fastgrpo(s: BenchSettings) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(s.threads)
-    try:
-        from fastgrpo.train.recipe import train
-    except ImportError as e:
-        return {"side": "fastgrpo", "error": f"fastgrpo.train.recipe not available yet ({e})"}
     from fastgrpo.config import load_config
+    from fastgrpo.train.recipe import train
 
     run_root = tempfile.mkdtemp(prefix="vs_fastgrpo_")
     cfg = load_config(ROOT / "configs" / "demo_grpo.yaml", fastgrpo_overrides(s, run_root))

@@ -52,7 +52,6 @@ class ModelConfig:
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
     gradient_checkpointing: bool = False
     enable_liger: bool = False
-    padding_free: bool = False
 
 
 @dataclass
@@ -124,16 +123,19 @@ class ActorConfig:
     global_batch_size: int = 128
     """Responses per optimizer update (across all ranks); the step's rollouts are split into updates of this size."""
     micro_batch_size: int = 4
-    """Responses per forward/backward on one rank (gradient accumulation fills the global batch)."""
+    """Responses per forward/backward on one rank (gradient accumulation fills the global batch); the
+    reference and old-policy log-prob passes run on the same micro-batches."""
     ppo_epochs: int = 1
+    packing: Literal["auto", "shared_prompt", "padded"] = "auto"
+    """Layout of a micro-batch for the log-prob passes. `shared_prompt`: rows hold each prompt once followed by
+    several of its responses, under a block mask (same log-probs; skips the repeated prompts and the padding);
+    needs sdpa attention. `padded`: one right-padded row per response. `auto`: shared_prompt for text models
+    with sdpa attention, padded otherwise (vision models, eager or flash-attention)."""
+    pack_length: int = 0
+    """Row length cap in tokens for shared_prompt (0: the longest prompt+response in the micro-batch)."""
     fsdp_reshard_after_forward: bool = True
     mixed_precision: bool = True
     """On GPU: bf16 params for compute, fp32 gradient reduction. Ignored on CPU."""
-
-
-@dataclass
-class RefConfig:
-    micro_batch_size: int = 8
 
 
 @dataclass
@@ -190,7 +192,6 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
-    ref: RefConfig = field(default_factory=RefConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

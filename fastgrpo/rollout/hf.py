@@ -210,10 +210,17 @@ class HFRolloutEngine:
         eos = torch.tensor(self.eos_token_ids, device=device)
         sampling = params.temperature > 0
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        # The n samples of a prompt share its prefill: run each distinct (prompt, mask) row once, then copy
+        # its cache rows to the samples.
+        width = input_ids.shape[1]
+        distinct, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=-1), dim=0, return_inverse=True)
+        d_mask = distinct[:, width:]
         cache = DynamicCache()
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache=cache, use_cache=True)
-        logits = out.logits[:, -1, :]
+        out = self.model(input_ids=distinct[:, :width], attention_mask=d_mask,
+                         position_ids=(d_mask.cumsum(-1) - 1).clamp_min(0), cache=cache, use_cache=True)
+        logits = out.logits[inverse, -1, :]
+        if distinct.shape[0] < n_rows:
+            cache.batch_select_indices(inverse)
         active = torch.arange(n_rows, device=device)
         next_pos = position_ids[:, -1] + 1
         rows: list[list[int]] = [[] for _ in range(n_rows)]

@@ -1,8 +1,17 @@
-"""Pack (prompt, response) pairs into padded tensors and compute response-token log-probs.
+"""Lay out (prompt, response) pairs for one forward pass and compute response-token log-probs.
 
 One function serves the actor (with grad), the old policy and the frozen
 reference (without): the per-token log-prob of each response token under
-logits / temperature, laid out [N, T_resp] with a mask.
+logits / temperature, laid out [N, T_resp] with a mask. Two layouts:
+
+- `pack`: one right-padded row per response (any model, any attention kernel);
+- `pack_shared_prompt`: rows hold each prompt once, followed by several of its
+  sampled responses. A block mask lets a response see its prompt and itself,
+  never a sibling, and position ids restart per response, so every log-prob is
+  the padded layout's. Why: the G samples of a group share their prompt, and
+  slow and fast answers differ several-fold in length, so the padded layout
+  spends most of its compute on repeated prompts and padding (the demo batch:
+  12,288 padded positions for 4,240 distinct tokens).
 """
 
 from __future__ import annotations
@@ -16,12 +25,24 @@ import torch
 
 @dataclass
 class Packed:
-    input_ids: torch.Tensor  # [N, L] right-padded prompt+response
-    attention_mask: torch.Tensor  # [N, L]
-    position_ids: torch.Tensor  # [N, L]
-    gather_index: torch.Tensor  # [N, T] positions whose logits predict each response token
+    input_ids: torch.Tensor  # [R, L] token rows
+    attention_mask: torch.Tensor  # [R, L] padding mask, or [R, 1, L, L] bool block mask (True: attend)
+    position_ids: torch.Tensor  # [R, L]
+    gather_row: torch.Tensor  # [N] the row holding each response
+    gather_index: torch.Tensor  # [N, T] positions (in that row) whose logits predict each response token
     response_ids: torch.Tensor  # [N, T]
     response_mask: torch.Tensor  # [N, T] bool
+
+
+def _response_targets(responses: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t_resp = max(1, max((len(r) for r in responses), default=0))
+    response_ids = torch.full((len(responses), t_resp), pad_id, dtype=torch.long)
+    response_mask = torch.zeros((len(responses), t_resp), dtype=torch.bool)
+    for i, r in enumerate(responses):
+        if r:
+            response_ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+            response_mask[i, : len(r)] = True
+    return response_ids, response_mask
 
 
 def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, device: torch.device,
@@ -30,25 +51,95 @@ def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], p
     while the scored `response_ids` stay the sampled ones (the vision path feeds stray vision tokens as padding)."""
     n = len(prompts)
     fed = responses if fed_responses is None else fed_responses
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    width = max(lengths)
-    t_resp = max(1, max(len(r) for r in responses))
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    response_ids, response_mask = _response_targets(responses, pad_id)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((n, width), dtype=torch.long)
-    gather_index = torch.zeros((n, t_resp), dtype=torch.long)
-    response_ids = torch.full((n, t_resp), pad_id, dtype=torch.long)
-    response_mask = torch.zeros((n, t_resp), dtype=torch.bool)
+    gather_index = torch.zeros(response_ids.shape, dtype=torch.long)
     for i, (p, r, f) in enumerate(zip(prompts, responses, fed, strict=True)):
         seq = [*p, *f]
         input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         attention_mask[i, : len(seq)] = 1
-        if r:
-            gather_index[i, : len(r)] = torch.arange(len(p) - 1, len(p) - 1 + len(r))
-            response_ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
-            response_mask[i, : len(r)] = True
+        gather_index[i, : len(r)] = torch.arange(len(p) - 1, len(p) - 1 + len(r))
     position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
     return Packed(
-        input_ids.to(device), attention_mask.to(device), position_ids.to(device),
+        input_ids.to(device), attention_mask.to(device), position_ids.to(device), torch.arange(n, device=device),
+        gather_index.to(device), response_ids.to(device), response_mask.to(device),
+    )
+
+
+def _assign_rows(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                 row_length: int) -> list[dict[tuple[int, ...], list[int]]]:
+    """Greedy first fit, longest response first: join a row already holding the prompt, else open a segment
+    (prompt + response) in the first row with room, else a new row. Rows map prompt -> response indices."""
+    rows: list[dict[tuple[int, ...], list[int]]] = []
+    used: list[int] = []
+    for i in sorted(range(len(responses)), key=lambda j: -len(responses[j])):
+        key, r = tuple(prompts[i]), len(responses[i])
+        target = next((k for k, row in enumerate(rows) if key in row and used[k] + r <= row_length), None)
+        if target is None:
+            target = next((k for k in range(len(rows)) if used[k] + len(key) + r <= row_length), None)
+        if target is None:
+            rows.append({})
+            used.append(0)
+            target = len(rows) - 1
+        row = rows[target]
+        used[target] += r if key in row else len(key) + r
+        row.setdefault(key, []).append(i)
+    return rows
+
+
+def pack_shared_prompt(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
+                       device: torch.device, row_length: int = 0) -> Packed:
+    """Rows of [prompt, response, response, ..., prompt', response', ...] with a block mask.
+
+    Responses sharing a prompt (the same token ids) reuse one copy of it per row. `row_length` caps a row
+    (0: the longest single prompt+response, so no row is longer than `pack` would make it; the dense
+    [L, L] mask per row stays as cheap as the padded layout's).
+    """
+    n = len(prompts)
+    longest = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    rows = _assign_rows(prompts, responses, max(row_length, longest))
+    width = max(sum(len(k) + sum(len(responses[i]) for i in members) for k, members in row.items()) for row in rows)
+    response_ids, response_mask = _response_targets(responses, pad_id)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), -1, dtype=torch.long)  # which prompt segment; -1: padding
+    branch = torch.full((len(rows), width), -1, dtype=torch.long)  # which response; -1: the shared prompt
+    gather_row = torch.zeros(n, dtype=torch.long)
+    gather_index = torch.zeros(response_ids.shape, dtype=torch.long)
+    for ri, row in enumerate(rows):
+        col = 0
+        for si, (key, members) in enumerate(row.items()):
+            lp = len(key)
+            input_ids[ri, col : col + lp] = torch.tensor(key, dtype=torch.long)
+            position_ids[ri, col : col + lp] = torch.arange(lp)
+            segment[ri, col : col + lp] = si
+            last_prompt = col + lp - 1
+            col += lp
+            for i in members:
+                r = list(responses[i])
+                lr = len(r)
+                input_ids[ri, col : col + lr] = torch.tensor(r, dtype=torch.long)
+                position_ids[ri, col : col + lr] = torch.arange(lp, lp + lr)
+                segment[ri, col : col + lr] = si
+                branch[ri, col : col + lr] = i
+                gather_row[i] = ri
+                if lr:  # token 0 is predicted from the prompt's last position, token t from token t-1
+                    gather_index[i, 0] = last_prompt
+                    gather_index[i, 1:lr] = torch.arange(col, col + lr - 1)
+                col += lr
+    eye = torch.eye(width, dtype=torch.bool)
+    masks = []
+    for ri in range(len(rows)):  # one row at a time keeps the transient [L, L] tensors small
+        seg, br, pos = segment[ri], branch[ri], position_ids[ri]
+        attend = (seg[:, None] == seg[None, :]) & (seg[:, None] >= 0)
+        attend &= pos[None, :] <= pos[:, None]
+        attend &= (br[None, :] == -1) | (br[None, :] == br[:, None])
+        masks.append(attend | eye)  # a padding position attends to itself only (no all-masked rows)
+    attention_mask = torch.stack(masks)[:, None]
+    return Packed(
+        input_ids.to(device), attention_mask.to(device), position_ids.to(device), gather_row.to(device),
         gather_index.to(device), response_ids.to(device), response_mask.to(device),
     )
 
@@ -65,9 +156,8 @@ def response_logprobs(model: Any, packed: Packed, temperature: float = 1.0) -> t
 
 
 def logprobs_from_logits(logits: torch.Tensor, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
-    """Pick the response positions first, so log-softmax runs on [N, T, V] rather than [N, L, V]."""
-    idx = packed.gather_index.unsqueeze(-1).expand(-1, -1, logits.shape[-1])
-    picked = torch.gather(logits, 1, idx).float()
+    """Pick the response positions first, so log-softmax runs on [N, T, V] rather than [R, L, V]."""
+    picked = logits[packed.gather_row[:, None], packed.gather_index].float()
     if temperature > 0 and temperature != 1.0:
         picked = picked / temperature
     logp = torch.log_softmax(picked, dim=-1).gather(-1, packed.response_ids.unsqueeze(-1)).squeeze(-1)

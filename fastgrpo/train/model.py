@@ -94,9 +94,16 @@ def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The repeated transformer blocks: the unit FSDP2 shards and gathers one at a time."""
+    """The repeated transformer blocks of the language model: the unit FSDP2 shards and gathers one at a time.
+
+    A vision-language model's vision blocks are left to the root unit on purpose: they run only when a
+    micro-batch has images, and a rank without images would skip their all-gathers while the other
+    ranks wait in them (a hang). The root unit is gathered on every rank at every forward.
+    """
     names = getattr(model, "_no_split_modules", None) or []
-    layers = [m for m in model.modules() if type(m).__name__ in names]
+    language_model = getattr(getattr(model, "model", None), "language_model", None)
+    scope = language_model if isinstance(language_model, torch.nn.Module) else model
+    layers = [m for m in scope.modules() if type(m).__name__ in names]
     if not layers:
         raise ModelLoadError(f"cannot find decoder layers to shard in {type(model).__name__}")
     return layers

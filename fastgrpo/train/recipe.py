@@ -45,7 +45,7 @@ from fastgrpo.reward import RewardScorer
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
-from fastgrpo.train.batch import Packed, pack, response_logprobs
+from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_logprobs
 from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
 from fastgrpo.train.dist import (
     DistInfo,
@@ -136,6 +136,7 @@ class FastGRPORecipe:
             self.ref = self._make_reference()
         except ModelLoadError as e:
             raise TrainingError(str(e)) from None
+        self.packing = self._resolve_packing()
         if info.distributed:
             shard_fsdp2(self.model, info, cfg.actor.mixed_precision, cfg.actor.fsdp_reshard_after_forward)
             if self.ref is not None:
@@ -164,6 +165,18 @@ class FastGRPORecipe:
         )
         self.logger = RunLogger(self.run_dir, cfg.trainer.logger, info.is_main, to_dict(cfg),
                                 cfg.trainer.project_name, cfg.trainer.experiment_name)
+
+    def _resolve_packing(self) -> str:
+        """actor.packing `auto` -> the shared-prompt layout wherever its block mask is supported."""
+        requested = self.cfg.actor.packing
+        attn = getattr(self.model.config, "_attn_implementation", None)
+        supported = not self.vision and attn == "sdpa"
+        if requested == "shared_prompt" and not supported:
+            why = "vision models (3-D rope positions)" if self.vision else f"attn_implementation {attn!r}"
+            raise TrainingError(f"actor.packing=shared_prompt needs a text model with sdpa attention, not {why}; "
+                                "set actor.packing=padded (or auto)")
+        packing = "shared_prompt" if requested == "auto" and supported else requested
+        return "padded" if packing == "auto" else packing
 
     def _make_reference(self) -> torch.nn.Module | None:
         a = self.cfg.algorithm
@@ -440,6 +453,7 @@ class FastGRPORecipe:
         sums: dict[str, float] = {}
         weights = 0.0
         grad_norms = []
+        positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
         self.model.train()
         for _epoch in range(cfg.actor.ppo_epochs):
@@ -449,6 +463,7 @@ class FastGRPORecipe:
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
                     packed = self._pack(mb)
+                    positions += packed.input_ids.numel()
                     logp = self._response_logprobs(self.model, packed)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
@@ -485,6 +500,7 @@ class FastGRPORecipe:
                if total_w > 0 and k in sums}
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
+        out["perf/forward_positions"] = float(positions)
         self._patch_cache = {}
         return out
 
@@ -511,6 +527,8 @@ class FastGRPORecipe:
     def _pack(self, mb: list[tuple]) -> Packed:
         prompts, responses = [s[0].prompt_ids for s in mb], [s[1] for s in mb]
         pad = self.tokenizer.pad_token_id
+        if self.packing == "shared_prompt":
+            return pack_shared_prompt(prompts, responses, pad, self.info.device, self.cfg.actor.pack_length)
         if not self.vision:
             return pack(prompts, responses, pad, self.info.device)
         p = self.processor

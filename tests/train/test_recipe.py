@@ -28,7 +28,7 @@ def _cli(*args: str, **popen: object) -> list[str]:
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "reward/score_seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/")) and k != "reward/score_seconds"} for r in rows]
 
 
 def _assert_metrics_close(a: list[dict], b: list[dict], rel: float = 1e-4) -> None:
@@ -169,3 +169,24 @@ def test_validation_during_training_uses_the_eval_harness(tiny_model: Path, toy_
         assert 0.0 <= r["val/val/accuracy"] <= 100.0 and 0 < r["val/val/mean_tokens"] <= 6
     assert "val/val/accuracy" not in rows[1]
     assert (run_dir / "eval" / "step_000002" / "results.json").exists()
+
+
+def test_shared_prompt_and_padded_layouts_train_identically(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    runs = {}
+    for packing in ("padded", "shared_prompt"):
+        # Untrained toy responses all run to the length cap, so rows get room for several of them.
+        cfg = toy_config(tiny_model, toy_data, tmp_path / packing, **{"actor.packing": packing,
+                                                                      "actor.pack_length": 160})
+        runs[packing] = read_metrics(train(cfg))
+    _assert_metrics_close(runs["padded"], runs["shared_prompt"], rel=1e-4)
+    for padded, shared in zip(runs["padded"], runs["shared_prompt"], strict=True):
+        assert shared["perf/forward_positions"] < padded["perf/forward_positions"]
+
+
+def test_shared_prompt_packing_with_eager_attention_is_a_clear_error(tiny_model: Path, toy_data: Path,
+                                                                      tmp_path: Path) -> None:
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"actor.packing": "shared_prompt",
+                                                        "model.attn_implementation": "eager"})
+    with pytest.raises(TrainingError, match=r"actor.packing=shared_prompt needs .*sdpa.*'eager'.*actor.packing=padded"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
