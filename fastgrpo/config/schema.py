@@ -15,8 +15,12 @@ class FilterStage:
     """One entry of the Slow2Fast schedule: applies while progress <= epoch_ratio."""
 
     epoch_ratio: float = 1.0
+    """Training progress (step / total steps) up to which this stage applies, in (0, 1]; must increase from
+    stage to stage. Past the last stage, the last stage applies."""
     filter_low: float = 0.01
+    """Keep a group when the mean of its `filter_key` over its rollout.n samples is >= this (inclusive)."""
     filter_high: float = 0.99
+    """Keep a group when that mean is <= this (inclusive); must be >= filter_low."""
 
 
 @dataclass
@@ -24,21 +28,40 @@ class DataConfig:
     train_files: str = ""
     """Hub id `name@split` (or `name:subset@split`) or a local parquet/jsonl/json/arrow file or folder."""
     val_files: str | None = None
+    """Validation set, scored as benchmark `val` every trainer.val_freq steps: a local parquet/jsonl/json/arrow
+    file or folder (hub ids are not resolved here, unlike train_files). Text-only: its images are not used."""
     prompt_key: str = "problem"
+    """Column holding the question text (the `content` of format_prompt); also read from val_files."""
     answer_key: str = "answer"
+    """Column holding the ground-truth answer passed to the reward function; also read from val_files."""
     image_key: str = "images"
+    """Column holding a row's image(s) (one or a list: PIL, bytes, or paths relative to the data file).
+    Vision models only; a missing column makes every prompt text-only. Other columns reach the reward as extras."""
     format_prompt: str | None = None
     """Jinja template (inline text, or a path to a .jinja file) rendering `content` into the user turn."""
     system_prompt: str | None = None
+    """System turn put before the user turn (null: none, so the chat template's own default, if any, applies)."""
     max_prompt_length: int = 1024
+    """Prompt cap in tokens after the chat template (image tokens included); longer prompts are dropped or
+    cut, see filter_overlong_prompts. With vLLM, max_prompt_length + max_response_length is its max_model_len."""
     max_response_length: int = 2048
+    """Most tokens generated per rollout response. Also the constant C of loss_agg_mode
+    `seq-mean-token-sum-norm` (Dr.GRPO)."""
     rollout_batch_size: int = 8
     """Prompts per training step (each sampled rollout.n times)."""
     shuffle: bool = True
+    """Reshuffle the prompt order every epoch (seeded by data.seed + epoch); false: file order."""
     seed: int = 1
+    """Seed of the prompt shuffling (the sampler position is checkpointed, so a resume sees the same order)."""
     min_pixels: int = 262144
+    """Vision models: each image is resized (aspect ratio kept, sides multiples of patch x merge, 28 for Qwen2-VL)
+    so its pixel count lies in [min_pixels, max_pixels] (default 512 x 512 to 2048 x 2048). Also sent to vLLM
+    and used by `fastgrpo eval --config`."""
     max_pixels: int = 4194304
+    """Upper bound of that resize, in pixels; more pixels, more image tokens per prompt."""
     filter_overlong_prompts: bool = True
+    """Drop prompts longer than max_prompt_length (a warning counts them); false: keep their last
+    max_prompt_length tokens. Prompts with images are always dropped (cutting would cut image tokens)."""
 
 
 @dataclass
@@ -46,52 +69,96 @@ class ModelConfig:
     path: str = ""
     """Hugging Face hub id or local folder with config.json + weights + tokenizer."""
     tokenizer_path: str | None = None
+    """Where to load the tokenizer (text) or processor (vision) from; null: model.path."""
     trust_remote_code: bool = False
+    """Allow custom modelling code shipped with the model (config, tokenizer and model loading; the vision
+    processor is loaded without it)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """`auto`: bfloat16 on GPU, float32 on CPU."""
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    """`auto`: flash_attention_2 when CUDA, a 16-bit dtype and the flash_attn package are all present,
+    else sdpa. flash_attention_2 needs all three; actor.packing `shared_prompt` needs sdpa."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the actor's backward (non-reentrant): less memory, about one more
+    forward of compute. The reference model never needs it."""
     enable_liger: bool = False
+    """Patch Liger Triton kernels (RMSNorm, SwiGLU, RoPE; not its cross-entropy) into the actor and
+    reference; needs the liger_kernel package (GPU extra)."""
 
 
 @dataclass
 class AlgorithmConfig:
     adv_estimator: Literal["grpo", "drgrpo"] = "grpo"
+    """`grpo`: (r - mean_g) / (std_g + 1e-6); `drgrpo`: r - mean_g (no std division). Dr.GRPO's
+    length-agnostic loss is separate: set loss_agg_mode `seq-mean-token-sum-norm`."""
     # Dynamic KL (SPEC section 1, step 8).
     use_kl_loss: bool = True
+    """Add the per-token KL to the frozen reference to the loss. false (or a zero coefficient: kl_coef
+    for `fixed`, kl_max_coef for `group_accuracy_based`) skips loading the reference model."""
     kl_penalty: Literal["low_var_kl", "k1", "abs", "mse"] = "low_var_kl"
+    """Per-token KL estimator, d = logp - ref_logp: `low_var_kl` (k3: exp(-d) + d - 1, clamped to
+    [0, 10]; SPEC default), `k1` (d), `abs` (abs(d)), `mse` (d^2 / 2)."""
     kl_coef: float = 1.0e-2
+    """KL coefficient of every sample when kl_type is `fixed`; unused by `group_accuracy_based`."""
     kl_type: Literal["group_accuracy_based", "fixed"] = "group_accuracy_based"
+    """`group_accuracy_based`: a per-group coefficient between kl_min_coef and kl_max_coef set by the
+    group's accuracy (FAST's difficulty-aware KL, SPEC default); `fixed`: kl_coef for all."""
     kl_min_coef: float = 1.0e-3
+    """Lower end of the group_accuracy_based coefficient (SPEC: 0.001); 0 <= kl_min_coef <= kl_max_coef."""
     kl_max_coef: float = 1.0e-2
+    """Upper end of the group_accuracy_based coefficient (SPEC: 0.01); 0 there drops the KL term and the reference."""
     kl_coef_direction: Literal["accuracy", "inverse"] = "accuracy"
     """`accuracy`: coef = min + (max - min) * acc_g (solved groups held close to the reference, SPEC default);
     `inverse`: min + (max - min) * (1 - acc_g)."""
     # Thinking reward (step 4) and difficulty (step 3).
     thinking_reward: bool = True
+    """Add the adaptive thinking reward to each response's overall reward before the advantages;
+    false: plain GRPO rewards (difficulty is still computed and logged)."""
     thinking_reward_weight: float = 0.5
+    """w, with L_i a response's length in tokens and L_max its group's longest: easy and correct
+    gets w * (1 - L_i / L_max), hard and incorrect w * L_i / L_max, others 0 (SPEC default 0.5)."""
     easy_percentile: float = 80.0
+    """A question is hard when its difficulty, (1 - pass rate) * complexity, is above this percentile
+    (0-100) of the population; ties count as easy (SPEC default 80)."""
     difficulty_population: Literal["batch", "window"] = "batch"
+    """What that percentile is taken over: `batch`: every group generated this step, kept or
+    filtered (SPEC default); `window`: the last difficulty_window groups, across steps."""
     difficulty_window: int = 1024
+    """Groups (questions) in the `window` population; must be >= 1. Checkpointed; unused with `batch`."""
     # Slow2Fast online filtering (step 6).
     online_filtering: bool = True
+    """Keep only groups whose mean filter_key lies within the bounds in force and draw more prompts until
+    rollout_batch_size groups pass (DAPO-style); false: keep every group of one round."""
     filter_key: str = "accuracy"
+    """Per-sample score averaged per group for the filter: `accuracy`, `overall` (reward with format) or
+    `format`."""
     filter_low: float = 0.01
+    """Static lower bound (inclusive), used only when dynamic_filter_schedule is empty (`[]`)."""
     filter_high: float = 0.99
+    """Static upper bound (inclusive), used only when dynamic_filter_schedule is empty; >= filter_low."""
     dynamic_filter_schedule: list[FilterStage] = field(
         default_factory=lambda: [
             FilterStage(epoch_ratio=0.5, filter_low=0.3, filter_high=0.99),
             FilterStage(epoch_ratio=1.0, filter_low=0.01, filter_high=0.7),
         ]
     )
+    """Slow2Fast: the first stage with progress <= epoch_ratio gives the bounds. Default (SPEC): medium-hard
+    groups [0.3, 0.99] for the first half, then [0.01, 0.7]. `[]`: the static bounds."""
     max_try_make_batch: int = 5
+    """Most generation rounds (of rollout_batch_size prompts each) per step, >= 1. A batch still short then
+    trains smaller, with a warning; if no group passes at all, training stops with an error."""
     # PPO-clip policy loss (step 7).
     clip_ratio_low: float = 0.2
+    """PPO clip epsilon below 1: the ratio is clipped at 1 - clip_ratio_low."""
     clip_ratio_high: float = 0.28
+    """PPO clip epsilon above 1: clipped at 1 + clip_ratio_high (0.28: DAPO's clip-higher)."""
     clip_ratio_dual: float = 3.0
+    """Dual clip c: the loss of a negative-advantage token is capped at -A * c; <= 1 disables it."""
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = (
         "token-mean"
     )
+    """How token losses become one number: `token-mean` (every token weighs the same, DAPO),
+    `seq-mean-token-mean` (original GRPO), `seq-mean-token-sum`, `seq-mean-token-sum-norm` (Dr.GRPO)."""
 
 
 @dataclass
@@ -99,33 +166,56 @@ class RolloutConfig:
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """`auto`: vllm when importable and CUDA is present, else HF generate."""
     n: int = 8
+    """Responses sampled per prompt (the group size G); >= 2 for a learning signal (a group of one has advantage 0)."""
     temperature: float = 1.0
+    """Sampling temperature (SPEC: 1.0); the training log-probs use the same logits / temperature. 0: greedy,
+    which gives identical responses and no signal."""
     top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]; 1 disables it."""
     top_k: int = -1
     """-1 disables top-k."""
     seed: int = 1
+    """Sampling seed: each response's noise is keyed by (seed, step, refill round, prompt, sample), so it does
+    not depend on batching or process count. Also vLLM's engine seed."""
     micro_batch_size: int = 64
     """Sequences per HF generate call."""
     tensor_parallel_size: int = 1
+    """vLLM only: GPUs per vLLM instance (consecutive ranks); must divide the number of processes."""
     gpu_memory_utilization: float = 0.6
+    """vLLM only: fraction of each GPU's memory vLLM may take for weights and KV cache, in (0, 1]; leave
+    room for the actor."""
     enable_sleep_mode: bool = True
+    """vLLM only: free the KV cache and offload vLLM's weights to CPU while the actor trains, and wake them
+    for the next generation; false keeps them resident (faster, more memory)."""
     max_num_batched_tokens: int = 8192
+    """vLLM only: most tokens the scheduler runs in one forward pass (prefill chunk budget); 0: vLLM's
+    default."""
 
 
 @dataclass
 class ActorConfig:
     lr: float = 1.0e-6
+    """Peak AdamW learning rate (reached after warmup). On resume the config's value replaces the checkpoint's."""
     weight_decay: float = 1.0e-2
+    """AdamW decoupled weight decay."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW (beta1, beta2); exactly two numbers."""
     lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate shape after warmup, over the run's total steps: `constant`, or `linear` / `cosine`
+    decay to 0 at the last step."""
     warmup_ratio: float = 0.0
+    """Fraction of the total steps (in [0, 1]) over which the lr ramps up linearly; 0: no warmup."""
     max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this before each optimizer update (logged as actor/grad_norm). A
+    non-finite norm stops training without applying the update."""
     global_batch_size: int = 128
     """Responses per optimizer update (across all ranks); the step's rollouts are split into updates of this size."""
     micro_batch_size: int = 4
     """Responses per forward/backward on one rank (gradient accumulation fills the global batch); the
     reference and old-policy log-prob passes run on the same micro-batches."""
     ppo_epochs: int = 1
+    """Passes over each step's rollouts (>= 1). With more than one update per step the old-policy log-probs
+    are computed before the first, so the PPO ratio and clip take effect."""
     packing: Literal["auto", "shared_prompt", "padded"] = "auto"
     """Layout of a micro-batch for the log-prob passes. `shared_prompt`: rows hold each prompt once followed by
     several of its responses, under a block mask (same log-probs; skips the repeated prompts and the padding);
@@ -134,55 +224,101 @@ class ActorConfig:
     pack_length: int = 0
     """Row length cap in tokens for shared_prompt (0: the longest prompt+response in the micro-batch)."""
     fsdp_reshard_after_forward: bool = True
+    """Multi-process FSDP2 only: free the gathered layer parameters after the forward (less memory, one
+    more all-gather in backward); false keeps them until the backward. The reference always reshards."""
     mixed_precision: bool = True
-    """On GPU: bf16 params for compute, fp32 gradient reduction. Ignored on CPU."""
+    """Multi-process FSDP2 on GPU: bf16 params for compute, fp32 gradient reduction. Ignored on CPU and in a
+    single process (no FSDP)."""
 
 
 @dataclass
 class RewardConfig:
     reward_function: str = "builtin:math"
-    """`builtin:math` (math-verify + multiple choice) or `path/to/file.py:function`."""
+    """`builtin:math` (math-verify + multiple choice), `builtin:reference` (the PAPO rule), `path/to/file.py:function`
+    or `module:function`."""
     template: Literal["think_boxed", "think_answer"] = "think_boxed"
+    """Response format the built-in rewards check and take the answer from: `think_boxed` (`<think>...</think>`
+    then `\\boxed{}`) or `think_answer` (`<think>...</think>` then `<answer>...</answer>`). Eval scoring uses it too."""
     format_weight: float = 0.1
+    """Built-in rewards: overall = (1 - format_weight) * accuracy + format_weight * format, in [0, 1]. Custom
+    reward functions compute their own overall."""
     timeout_s: float = 5.0
+    """Seconds allowed to score one response; a response over it scores 0 (and counts in reward/timeouts).
+    <= 0: no timeout."""
     num_workers: int = 2
+    """Scoring worker processes (a stuck one is killed and replaced); 0: score in the trainer process."""
 
 
 @dataclass
 class TrainerConfig:
     project_name: str = "fastgrpo"
+    """W&B project (used only with the wandb logger)."""
     experiment_name: str = "run"
+    """Name of the run: its directory under output_dir, and the W&B run name."""
     output_dir: str = "runs"
     """Run directory is <output_dir>/<experiment_name>."""
     total_epochs: int = 1
+    """With max_steps null, the run has total_epochs * (prompts // rollout_batch_size) steps. The step count
+    sets training progress (Slow2Fast schedule) and the lr schedule."""
     max_steps: int | None = None
     """Stop after this many steps (default: one pass over the data per epoch)."""
     save_freq: int = 50
+    """Save a checkpoint every this many steps; <= 0: only the final one (always saved, also on Ctrl-C)."""
     save_limit: int = 3
+    """Checkpoints kept in the run dir, newest first; older ones are deleted. <= 0: keep all."""
     resume: str = "auto"
     """`auto` (latest checkpoint in the run dir), `none`, or a checkpoint path."""
     val_freq: int = -1
+    """Validate on eval.benchmarks and data.val_files every this many steps and at the last step; -1 (any
+    value <= 0): never."""
     val_before_train: bool = False
+    """Also validate before the first step (step 0) of a fresh run; not on resume."""
     logger: list[str] = field(default_factory=lambda: ["console", "jsonl"])
     """Any of console, jsonl, tensorboard, wandb."""
     log_samples: int = 4
+    """Responses per step written to <run dir>/samples.jsonl with their scores and reward; 0: none."""
     seed: int = 1
+    """Seed of the Python, NumPy and torch global RNGs, and of validation sampling (also `fastgrpo eval
+    --config`'s default --seed)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: CUDA when available, else CPU; `cuda` fails without a GPU. Each process uses cuda:LOCAL_RANK."""
     deterministic: bool = False
+    """torch.use_deterministic_algorithms (warn only): deterministic kernels where they exist; slower."""
 
 
 @dataclass
 class EvalConfig:
+    """Benchmarks for validation during training (trainer.val_freq) and the defaults of `fastgrpo eval --config`.
+
+    Sampling keys (n, temperature, top_p, top_k, max_new_tokens): validation during training applies all of them
+    to every benchmark; `fastgrpo eval` applies only those the YAML file sets (its flags win over both), and the
+    rest take each benchmark's own defaults (vision: n 8, temperature 1.0, top_p 1.0, top_k 50, 2048 tokens;
+    text: n 1, temperature 0.6, top_p 0.95, no top-k, 16384 tokens; AIME 2024: n 8).
+    """
+
     benchmarks: list[str] = field(default_factory=list)
+    """Registry names for validation during training (`fastgrpo eval --list`; e.g. gsm8k, math500). The groups
+    `all` / `vision` / `text` work only with `fastgrpo eval`."""
     n: int = 1
+    """Samples per question; a question's accuracy is the mean over them (avg@n)."""
     temperature: float = 1.0
+    """Sampling temperature for evaluation; 0: greedy."""
     top_p: float = 1.0
+    """Nucleus sampling mass for evaluation, in (0, 1]; 1 disables it."""
     top_k: int = 50
+    """Top-k for evaluation; -1 (or 0) disables it. 50 is the reference vision evaluation's hidden default."""
     max_new_tokens: int = 2048
+    """Most tokens generated per evaluation response."""
     scorer: Literal["mathverify", "reference"] = "mathverify"
+    """`mathverify`: the training grader (math-verify, option letters); `reference`: the PAPO reference rule
+    (last `\\boxed{}`, string then sympy equality), to compare with published tables."""
     limit: int | None = None
+    """Evaluate only the first N questions of each benchmark (data.val_files included); null: all."""
     data_dir: str | None = None
+    """Folder searched for local benchmark copies (<name>.parquet/.jsonl/.json/.arrow or a saved dataset)
+    before the hub; the FASTGRPO_EVAL_DATA variable is searched too."""
     batch_size: int = 32
+    """Questions per generation call (each with its n samples)."""
 
 
 @dataclass

@@ -34,15 +34,14 @@ class Packed:
     response_mask: torch.Tensor  # [N, T] bool
 
 
+def _pad_rows(rows: Sequence[Sequence[int]], fill: int, width: int) -> torch.Tensor:
+    return torch.tensor([[*r, *[fill] * (width - len(r))] for r in rows], dtype=torch.long)
+
+
 def _response_targets(responses: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     t_resp = max(1, max((len(r) for r in responses), default=0))
-    response_ids = torch.full((len(responses), t_resp), pad_id, dtype=torch.long)
-    response_mask = torch.zeros((len(responses), t_resp), dtype=torch.bool)
-    for i, r in enumerate(responses):
-        if r:
-            response_ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
-            response_mask[i, : len(r)] = True
-    return response_ids, response_mask
+    response_mask = torch.arange(t_resp)[None, :] < torch.tensor([len(r) for r in responses])[:, None]
+    return _pad_rows(responses, pad_id, t_resp), response_mask
 
 
 def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, device: torch.device,
@@ -100,47 +99,58 @@ def pack_shared_prompt(prompts: Sequence[Sequence[int]], responses: Sequence[Seq
     n = len(prompts)
     longest = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
     rows = _assign_rows(prompts, responses, max(row_length, longest))
-    width = max(sum(len(k) + sum(len(responses[i]) for i in members) for k, members in row.items()) for row in rows)
-    response_ids, response_mask = _response_targets(responses, pad_id)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    segment = torch.full((len(rows), width), -1, dtype=torch.long)  # which prompt segment; -1: padding
-    branch = torch.full((len(rows), width), -1, dtype=torch.long)  # which response; -1: the shared prompt
-    gather_row = torch.zeros(n, dtype=torch.long)
-    gather_index = torch.zeros(response_ids.shape, dtype=torch.long)
+    # Plain lists first and one tensor per field at the end: element-wise tensor writes would cost more
+    # than building the whole layout.
+    ids: list[list[int]] = []
+    pos: list[list[int]] = []
+    seg: list[list[int]] = []  # which prompt segment of the row; -1: padding
+    branch: list[list[int]] = []  # which response; -1: the shared prompt (and padding)
+    gather_row = [0] * n
+    gather_index: list[list[int]] = [[] for _ in range(n)]
     for ri, row in enumerate(rows):
-        col = 0
+        r_ids: list[int] = []
+        r_pos: list[int] = []
+        r_seg: list[int] = []
+        r_branch: list[int] = []
         for si, (key, members) in enumerate(row.items()):
             lp = len(key)
-            input_ids[ri, col : col + lp] = torch.tensor(key, dtype=torch.long)
-            position_ids[ri, col : col + lp] = torch.arange(lp)
-            segment[ri, col : col + lp] = si
-            last_prompt = col + lp - 1
-            col += lp
+            r_ids += key
+            r_pos += range(lp)
+            r_seg += [si] * lp
+            r_branch += [-1] * lp
+            last_prompt = len(r_ids) - 1
             for i in members:
-                r = list(responses[i])
-                lr = len(r)
-                input_ids[ri, col : col + lr] = torch.tensor(r, dtype=torch.long)
-                position_ids[ri, col : col + lr] = torch.arange(lp, lp + lr)
-                segment[ri, col : col + lr] = si
-                branch[ri, col : col + lr] = i
+                col, lr = len(r_ids), len(responses[i])
+                r_ids += responses[i]
+                r_pos += range(lp, lp + lr)
+                r_seg += [si] * lr
+                r_branch += [i] * lr
                 gather_row[i] = ri
-                if lr:  # token 0 is predicted from the prompt's last position, token t from token t-1
-                    gather_index[i, 0] = last_prompt
-                    gather_index[i, 1:lr] = torch.arange(col, col + lr - 1)
-                col += lr
+                # Token 0 is predicted from the prompt's last position, token t from token t-1.
+                gather_index[i] = [last_prompt, *range(col, col + lr - 1)] if lr else []
+        ids.append(r_ids)
+        pos.append(r_pos)
+        seg.append(r_seg)
+        branch.append(r_branch)
+    width = max(map(len, ids))
+    response_ids, response_mask = _response_targets(responses, pad_id)
+    t_resp = response_ids.shape[1]
+    position_ids = _pad_rows(pos, 0, width)
+    segment, branch_t = _pad_rows(seg, -1, width), _pad_rows(branch, -1, width)
+    # Block mask, a few rows at a time so the transient [rows, L, L] tensors stay small for long rows.
     eye = torch.eye(width, dtype=torch.bool)
+    chunk = max(1, (1 << 24) // (width * width))
     masks = []
-    for ri in range(len(rows)):  # one row at a time keeps the transient [L, L] tensors small
-        seg, br, pos = segment[ri], branch[ri], position_ids[ri]
-        attend = (seg[:, None] == seg[None, :]) & (seg[:, None] >= 0)
-        attend &= pos[None, :] <= pos[:, None]
-        attend &= (br[None, :] == -1) | (br[None, :] == br[:, None])
+    for c in range(0, len(rows), chunk):
+        sg, br, ps = segment[c : c + chunk], branch_t[c : c + chunk], position_ids[c : c + chunk]
+        attend = (sg[:, :, None] == sg[:, None, :]) & (sg[:, :, None] >= 0)
+        attend &= ps[:, None, :] <= ps[:, :, None]
+        attend &= (br[:, None, :] == -1) | (br[:, None, :] == br[:, :, None])
         masks.append(attend | eye)  # a padding position attends to itself only (no all-masked rows)
-    attention_mask = torch.stack(masks)[:, None]
     return Packed(
-        input_ids.to(device), attention_mask.to(device), position_ids.to(device), gather_row.to(device),
-        gather_index.to(device), response_ids.to(device), response_mask.to(device),
+        _pad_rows(ids, pad_id, width).to(device), torch.cat(masks)[:, None].to(device), position_ids.to(device),
+        torch.tensor(gather_row, dtype=torch.long, device=device), _pad_rows(gather_index, 0, t_resp).to(device),
+        response_ids.to(device), response_mask.to(device),
     )
 
 
