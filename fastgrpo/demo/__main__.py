@@ -54,6 +54,8 @@ class DemoOptions:
     warmstart_steps: int | None = None
     eval_n: int | None = None
     eval_limit: int | None = None
+    eval_max_new_tokens: int | None = None
+    """None: eval.max_new_tokens of the FAST config."""
     extra_overrides: list[str] = field(default_factory=list)
 
 
@@ -253,6 +255,8 @@ def eval_command(o: DemoOptions, model_dir: Path, name: str) -> list[str]:
         cmd += ["--n", str(o.eval_n)]
     if o.eval_limit is not None:
         cmd += ["--limit", str(o.eval_limit)]
+    if o.eval_max_new_tokens is not None:
+        cmd += ["--max-new-tokens", str(o.eval_max_new_tokens)]
     return cmd
 
 
@@ -492,6 +496,12 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         o.warmstart_steps = o.warmstart_steps or 10
         o.eval_n = o.eval_n or 1
         o.eval_limit = o.eval_limit or 40
+        # A smaller batch and shorter answers: the smoke test checks the pipeline, not the learning. The
+        # 10-step warm-start solves nothing yet, so online filtering would keep no group: it is off.
+        o.extra_overrides = ["data.rollout_batch_size=4", "rollout.n=4", "actor.global_batch_size=16",
+                             "actor.micro_batch_size=16", "data.max_response_length=32",
+                             "algorithm.online_filtering=false", *o.extra_overrides]
+        o.eval_max_new_tokens = o.eval_max_new_tokens or 32
     return o
 
 
