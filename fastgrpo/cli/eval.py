@@ -253,7 +253,9 @@ def eval_command(
         help="Vision: largest image size in pixels "
         "(default data.max_pixels of --config, else the reference 589824).",
     ),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Run the model's own code (default model.trust_remote_code of --config)."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """Evaluate a model; writes generations.jsonl, results.json, results.md and accuracy_vs_length.png to --out."""
@@ -339,7 +341,8 @@ def eval_command(
             "min_pixels": min_pixels or (cfg.data.min_pixels if cfg else REFERENCE_MIN_PIXELS),
             "max_pixels": max_pixels or (cfg.data.max_pixels if cfg else REFERENCE_MAX_PIXELS),
         }
-        load = {"dtype": dtype, "trust_remote_code": trust_remote_code, **pixels}
+        remote = trust_remote_code or (cfg.model.trust_remote_code if cfg else False)
+        load = {"dtype": dtype, "trust_remote_code": remote, **pixels}
         head = load_model(model_path, load_weights=False, **load)
         vision = [s.name for s in specs if s.modality == "vision"]
         if vision and not has_vision(head.processor):

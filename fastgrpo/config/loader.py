@@ -216,8 +216,47 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Integer keys that count something (steps, rounds, samples, tokens) and must be >= 1.
+POSITIVE_INTS = (
+    "data.rollout_batch_size",
+    "data.max_prompt_length",
+    "data.max_response_length",
+    "rollout.n",
+    "actor.global_batch_size",
+    "actor.micro_batch_size",
+    "actor.ppo_epochs",
+    "algorithm.max_try_make_batch",
+    "algorithm.difficulty_window",
+)
+
+
+def _get(cfg: Config, path: str) -> Any:
+    node: Any = cfg
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_benchmarks(names: list[str]) -> None:
+    """eval.benchmarks must expand (as `fastgrpo eval --bench` does) to registered benchmarks.
+
+    Imported here, not at the top: the eval package pulls in `datasets`, needed only when names are set.
+    """
+    from fastgrpo.eval.registry import UnknownBenchmarkError, resolve_names
+
+    for i, name in enumerate(names):
+        try:
+            resolve_names(name)
+        except UnknownBenchmarkError as e:
+            raise ConfigError(f"eval.benchmarks[{i}]: {e}") from None
+
+
 def validate(cfg: Config) -> Config:
     """Cross-field checks the types alone cannot express."""
+    for path in POSITIVE_INTS:
+        value = _get(cfg, path)
+        if value < 1:
+            raise ConfigError(f"{path} must be >= 1, got {value!r}")
     a = cfg.algorithm
     if not 0 <= a.kl_min_coef <= a.kl_max_coef:
         raise ConfigError(
@@ -235,17 +274,11 @@ def validate(cfg: Config) -> Config:
         if not prev < stage.epoch_ratio <= 1.0:
             raise ConfigError(f"{key}.epoch_ratio must increase and lie in (0, 1], got {stage.epoch_ratio}")
         prev = stage.epoch_ratio
-    if a.max_try_make_batch < 1:
-        raise ConfigError("algorithm.max_try_make_batch must be >= 1")
     if a.filter_key not in ("accuracy", "overall", "format"):
         raise ConfigError(f"algorithm.filter_key: {a.filter_key!r} is not a per-sample score; choose accuracy, overall or format")
-    for name in ("rollout_batch_size", "max_prompt_length", "max_response_length"):
-        if getattr(cfg.data, name) < 1:
-            raise ConfigError(f"data.{name} must be >= 1")
-    if cfg.rollout.n < 1:
-        raise ConfigError("rollout.n must be >= 1")
-    if cfg.actor.micro_batch_size < 1 or cfg.actor.global_batch_size < 1:
-        raise ConfigError("actor.micro_batch_size and actor.global_batch_size must be >= 1")
+    betas = cfg.actor.betas
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"actor.betas must be two numbers [beta1, beta2], each in [0, 1), got {betas!r}")
     if cfg.actor.global_batch_size % cfg.actor.micro_batch_size:
         raise ConfigError(
             f"actor.global_batch_size ({cfg.actor.global_batch_size}) must be a multiple of "
@@ -261,6 +294,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"trainer.logger[{i}]: unknown logger {name!r}; choose from {', '.join(sorted(loggers))}")
     if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < 1:
         raise ConfigError("trainer.max_steps must be >= 1 (or null for one pass per epoch)")
+    if cfg.eval.benchmarks:
+        _check_benchmarks(cfg.eval.benchmarks)
     return cfg
 
 

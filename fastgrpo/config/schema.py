@@ -28,8 +28,10 @@ class DataConfig:
     train_files: str = ""
     """Hub id `name@split` (or `name:subset@split`) or a local parquet/jsonl/json/arrow file or folder."""
     val_files: str | None = None
-    """Validation set, scored as benchmark `val` every trainer.val_freq steps: a local parquet/jsonl/json/arrow
-    file or folder (hub ids are not resolved here, unlike train_files). Text-only: its images are not used."""
+    """Validation set, scored as benchmark `val` every trainer.val_freq steps; read like train_files (hub id
+    `name@split` or a local file or folder), checked at startup when validation is on. Asked with format_prompt
+    and system_prompt (format_prompt null: a text model gets the eval's `\\boxed{}` instruction, a vision model
+    the bare question); a vision model also gets the images of its image_key column (none without the column)."""
     prompt_key: str = "problem"
     """Column holding the question text (the `content` of format_prompt); also read from val_files."""
     answer_key: str = "answer"
@@ -71,8 +73,8 @@ class ModelConfig:
     tokenizer_path: str | None = None
     """Where to load the tokenizer (text) or processor (vision) from; null: model.path."""
     trust_remote_code: bool = False
-    """Allow custom modelling code shipped with the model (config, tokenizer and model loading; the vision
-    processor is loaded without it)."""
+    """Allow custom modelling code shipped with the model (config, tokenizer, vision processor and model
+    loading; also the default of `fastgrpo eval --config`'s --trust-remote-code)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """`auto`: bfloat16 on GPU, float32 on CPU."""
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
@@ -199,7 +201,7 @@ class ActorConfig:
     weight_decay: float = 1.0e-2
     """AdamW decoupled weight decay."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW (beta1, beta2); exactly two numbers."""
+    """AdamW (beta1, beta2); exactly two numbers, each in [0, 1)."""
     lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
     """Learning-rate shape after warmup, over the run's total steps: `constant`, or `linear` / `cosine`
     decay to 0 at the last step."""
@@ -246,7 +248,8 @@ class RewardConfig:
     """Seconds allowed to score one response; a response over it scores 0 (and counts in reward/timeouts).
     <= 0: no timeout."""
     num_workers: int = 2
-    """Scoring worker processes (a stuck one is killed and replaced); 0: score in the trainer process."""
+    """Scoring worker processes (a stuck one is killed and replaced); 0: score in the trainer process. Validation
+    grades in the same pool (with a custom reward_function, in a pool of this size and timeout_s)."""
 
 
 @dataclass
@@ -297,8 +300,10 @@ class EvalConfig:
     """
 
     benchmarks: list[str] = field(default_factory=list)
-    """Registry names for validation during training (`fastgrpo eval --list`; e.g. gsm8k, math500). The groups
-    `all` / `vision` / `text` work only with `fastgrpo eval`."""
+    """Benchmarks for validation during training, as `fastgrpo eval --bench` takes them: registry names
+    (`fastgrpo eval --list`; e.g. gsm8k, math500), the groups `all` / `vision` / `text`, or comma lists. Checked
+    when the config loads; training also rejects image benchmarks for a text model, and `custom` (use
+    data.val_files)."""
     n: int = 1
     """Samples per question; a question's accuracy is the mean over them (avg@n)."""
     temperature: float = 1.0

@@ -73,12 +73,21 @@ def _load_hub(spec: BenchmarkSpec) -> datasets.Dataset:
 
 
 def locate(spec: BenchmarkSpec, data_dir: str | Path | None = None) -> tuple[datasets.Dataset, Path | None]:
-    """The benchmark's table and the local file/folder it came from (None for the hub)."""
+    """The benchmark's table and the local file/folder it came from (None for the hub).
+
+    An explicit `spec.path` that is not an existing file/folder goes through `load_table`, like
+    `data.train_files`: a hub id `name[:subset][@split]` or a local `folder@split`.
+    """
     if spec.path:
         p = Path(spec.path).expanduser()
-        if not p.exists():
-            raise DataSourceError(f"{spec.name}: data file not found: {p}")
-        return _load_local(p, spec), p
+        if p.exists():
+            return _load_local(p, spec), p
+        try:
+            table = load_table(spec.path, split=spec.split, subset=spec.subset)
+        except DataSourceError as e:
+            raise DataSourceError(f"{spec.name}: {e}") from None
+        folder = Path(spec.path.rsplit("@", 1)[0]).expanduser()
+        return table, folder if folder.exists() else None
     tried: list[Path] = []
     dirs = [Path(d).expanduser() for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
     for d in dict.fromkeys(dirs):
@@ -266,7 +275,7 @@ def rows_to_items(
             idx = int(_column(row, f.answer_index, spec))
             answer = LETTERS[idx]
         images = []
-        if f.images and spec.modality == "vision":
+        if f.images and spec.modality == "vision" and (f.images in row or not f.images_optional):
             images = [resolve(v) if resolve else v for v in _as_list(_column(row, f.images, spec))]
         group = None
         if f.group:

@@ -36,6 +36,9 @@ class FieldMap:
     answer: str = "answer"
     images: str | None = None
     """Column with an image, a list of images, or (relative) image paths."""
+    images_optional: bool = False
+    """A table without the `images` column holds text-only questions (training's `data.image_key` rule)
+    instead of being an error."""
     options: str | None = None
     """Column with the list of option texts (letters A, B, ... are implied by position)."""
     answer_index: str | None = None
@@ -338,6 +341,7 @@ def custom_benchmark(
     answer_key: str = "answer",
     group_key: str | None = None,
     image_key: str | None = None,
+    images_optional: bool = False,
     options_key: str | None = None,
     id_key: str | None = None,
     split: str = "train",
@@ -346,10 +350,12 @@ def custom_benchmark(
     question_type: QuestionType = "free_form",
     sampling: SamplingDefaults | None = None,
 ) -> BenchmarkSpec:
-    """A benchmark from a local table (e.g. the demo's held-out split with `problem`, `answer`, `k`).
+    """A benchmark from a table (e.g. the demo's held-out split with `problem`, `answer`, `k`).
 
+    `path` is read like `data.train_files`: a local file or folder, or a hub id `name[:subset][@split]`.
     `prompt` is a template with `{question}` (or Jinja with `content`, as `data.format_prompt`);
     the default is the text benchmarks' "reason step by step ... \\boxed{}" instruction.
+    `images_optional`: a table without `image_key` gives text-only questions instead of an error.
     """
     vision = image_key is not None
     return BenchmarkSpec(
@@ -364,6 +370,7 @@ def custom_benchmark(
             question=prompt_key,
             answer=answer_key,
             images=image_key,
+            images_optional=images_optional,
             options=options_key,
             id=id_key,
             group=group_key,

@@ -113,9 +113,11 @@ class FastGRPORecipe:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
         try:
             self.vision = is_vision_model(cfg.model)
+            self.val_benchmarks = self._val_benchmarks()
             if self.vision:
                 self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
-                                                                 cfg.data.min_pixels, cfg.data.max_pixels)
+                                                                 cfg.data.min_pixels, cfg.data.max_pixels,
+                                                                 trust_remote_code=cfg.model.trust_remote_code)
                 self.tokenizer = self.processor.tokenizer
                 if not info.is_main:  # rank 0 computes (and caches) the image complexity first
                     barrier(info)
@@ -165,6 +167,47 @@ class FastGRPORecipe:
         )
         self.logger = RunLogger(self.run_dir, cfg.trainer.logger, info.is_main, to_dict(cfg),
                                 cfg.trainer.project_name, cfg.trainer.experiment_name)
+
+    def _val_benchmarks(self) -> list[Any]:
+        """eval.benchmarks (groups and comma lists expanded) plus data.val_files as benchmark `val`, checked now.
+
+        Why here: a typo, an image benchmark for a text model or an unreadable val_files would
+        otherwise surface only at the first validation, after trainer.val_freq steps of work.
+        """
+        from fastgrpo.eval import (
+            UnknownBenchmarkError,
+            custom_benchmark,
+            get_benchmark,
+            load_items,
+            resolve_names,
+        )
+
+        cfg = self.cfg
+        if cfg.trainer.val_freq <= 0 and not cfg.trainer.val_before_train:
+            return []
+        try:
+            names = resolve_names(cfg.eval.benchmarks)
+        except UnknownBenchmarkError as e:
+            raise TrainingError(f"eval.benchmarks: {e}") from None
+        if "custom" in names:
+            raise TrainingError("eval.benchmarks: `custom` needs a data file; "
+                                "for validation during training set data.val_files instead")
+        benchmarks: list[Any] = [get_benchmark(n) for n in names]
+        images = [b.name for b in benchmarks if b.modality == "vision"]
+        if images and not self.vision:
+            raise TrainingError(f"eval.benchmarks: {', '.join(images)} need images, but {cfg.model.path} is a text "
+                                f"model; choose text benchmarks (`text`: {', '.join(resolve_names('text'))})")
+        d = cfg.data
+        if d.val_files:
+            # Asked with training's format and system prompts; a vision model also gets the images, and
+            # without a format prompt the bare question, whose own `<image>` markers place them.
+            val = custom_benchmark(d.val_files, name="val", prompt_key=d.prompt_key, answer_key=d.answer_key,
+                                   image_key=d.image_key if self.vision else None, images_optional=True,
+                                   prompt=d.format_prompt or ("{question}" if self.vision else None),
+                                   system_prompt=d.system_prompt)
+            load_items(val, cfg.eval.data_dir, cfg.eval.limit)  # reads it like train_files; errors surface now
+            benchmarks.append(val)
+        return benchmarks
 
     def _resolve_packing(self) -> str:
         """actor.packing `auto` -> the shared-prompt layout wherever its block mask is supported."""
@@ -311,22 +354,22 @@ class FastGRPORecipe:
 
     def validate(self, step: int) -> dict[str, float]:
         """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
-        from fastgrpo.eval import EvalParams, custom_benchmark, evaluate, flat_metrics
+        from fastgrpo.eval import EvalParams, evaluate, flat_metrics
 
         cfg = self.cfg
-        benchmarks: list[Any] = list(cfg.eval.benchmarks)
-        if cfg.data.val_files:
-            benchmarks.append(custom_benchmark(cfg.data.val_files, name="val", prompt_key=cfg.data.prompt_key,
-                                               answer_key=cfg.data.answer_key, prompt=cfg.data.format_prompt,
-                                               system_prompt=cfg.data.system_prompt))
-        if not benchmarks:
+        if not self.val_benchmarks:
             return {}
+        # The training pool grades built-in rewards the same way; a custom reward function's pool
+        # cannot grade eval answers, so a pool of the reward.* size and timeout is made for them.
+        pool = self.scorer if cfg.reward.reward_function.startswith("builtin:") else None
         results = evaluate(
-            self.model, self.tokenizer, benchmarks, EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
+            self.model, self.tokenizer, self.val_benchmarks,
+            EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
             out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
-            engine_name=self.engine_name,
+            engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
+            timeout_s=cfg.reward.timeout_s,
         )
         return flat_metrics(results, prefix="val")
 

@@ -124,6 +124,9 @@ def test_config_validate_ok(path: Path) -> None:
             "actor.global_batch_size (128) must be a multiple of actor.micro_batch_size (5)",
         ),
         (["model.dtype=bf16"], "model.dtype: 'bf16' is not allowed"),
+        (["actor.ppo_epochs=0"], "actor.ppo_epochs must be >= 1, got 0"),
+        (["actor.betas=[0.9]"], "actor.betas must be two numbers [beta1, beta2], each in [0, 1), got [0.9]"),
+        (["eval.benchmarks=[all, gsm9k]"], "eval.benchmarks[1]: unknown benchmark 'gsm9k'"),
     ],
 )
 def test_config_validate_bad_override_exits_2(args: list[str], message: str) -> None:

@@ -359,7 +359,16 @@ def test_binary_file(tmp_path: Path) -> None:
             ["actor.global_batch_size=10", "actor.micro_batch_size=4"],
             "actor.global_batch_size (10) must be a multiple of actor.micro_batch_size (4)",
         ),
-        (["actor.micro_batch_size=0"], "actor.micro_batch_size and actor.global_batch_size must be >= 1"),
+        (["actor.micro_batch_size=0"], "actor.micro_batch_size must be >= 1, got 0"),
+        (["actor.ppo_epochs=0"], "actor.ppo_epochs must be >= 1, got 0"),
+        (["algorithm.difficulty_window=-5"], "algorithm.difficulty_window must be >= 1, got -5"),
+        (["actor.betas=[0.9]"], "actor.betas must be two numbers [beta1, beta2], each in [0, 1), got [0.9]"),
+        (["actor.betas=[0.9, 0.99, 0.999]"], "actor.betas must be two numbers"),
+        (["actor.betas=[0.9, 1.0]"], "each in [0, 1), got [0.9, 1.0]"),
+        (
+            ["eval.benchmarks=[gsm8k, 'math500,gsm9k']"],
+            "eval.benchmarks[1]: unknown benchmark 'gsm9k'. Did you mean 'gsm8k'? Known: mathverse,",
+        ),
         (["algorithm.easy_percentile=101"], "algorithm.easy_percentile must be in [0, 100]"),
         (["algorithm.max_try_make_batch=0"], "algorithm.max_try_make_batch must be >= 1"),
         (["algorithm.filter_key=reward"], "algorithm.filter_key: 'reward' is not a per-sample score"),
@@ -383,6 +392,11 @@ def test_cross_field_checks_see_the_file_too(tmp_path: Path) -> None:
     assert "algorithm.kl_min_coef (0.5)" in msg
     msg = error_of(tmp_path, "actor:\n  global_batch_size: 10\n", ["actor.micro_batch_size=3"])
     assert "actor.global_batch_size (10) must be a multiple of actor.micro_batch_size (3)" in msg
+
+
+def test_eval_benchmarks_take_what_fastgrpo_eval_bench_takes() -> None:
+    cfg = load_config(None, ["eval.benchmarks=[text, 'gsm8k,mathvista', AIME24]"])
+    assert cfg.eval.benchmarks == ["text", "gsm8k,mathvista", "AIME24"]  # kept as written; expanded when used
 
 
 def test_valid_edge_values_pass() -> None:

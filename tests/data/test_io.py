@@ -11,6 +11,8 @@ import pytest
 
 from fastgrpo.data.io import DataSourceError, load_table
 
+from .hub_cache import write_hub_cache
+
 ROWS = [{"problem": f"{i}+1", "answer": str(i + 1)} for i in range(5)]
 
 
@@ -192,3 +194,9 @@ def test_unreachable_hub_id_fails_fast_with_advice(source: str) -> None:
     assert "from the hub" in msg and "pass a local parquet/jsonl/arrow path" in msg
     if ":main@test" in source:
         assert "(subset=main, split=test)" in msg
+
+
+def test_hub_id_with_split_loads_from_the_offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)
+    write_hub_cache(tmp_path, "someorg/toy-math", "test", ROWS)
+    assert_rows(load_table("someorg/toy-math@test"))

@@ -101,6 +101,23 @@ def test_vision_model_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert all(1 <= r["tokens"] <= 4 for r in recs)
 
 
+def test_config_trust_remote_code_reaches_the_processor(data_dir: Path, tmp_path: Path) -> None:
+    """--config's model.trust_remote_code loads a processor shipped as code (else: no vision processor, exit 2)."""
+    from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
+
+    from ..models.remote_code import needs_remote_code
+
+    vl = needs_remote_code(build_tiny_qwen2_vl(tmp_path / "vl", num_layers=1))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"model:\n  path: {vl}\n  trust_remote_code: true\neval:\n  benchmarks: [clevr]\n")
+    out = tmp_path / "o"
+    args = ("--data-dir", str(data_dir), "--limit", "1", "--n", "1", "--max-new-tokens", "4", "--out", str(out),
+            "--workers", "0", "--no-progress")
+    res = invoke("--config", str(cfg), *args)
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["clevr"]["samples"] == 1
+
+
 def test_compare_command(tmp_path: Path) -> None:
     from fastgrpo.eval.report import write_reports
 

@@ -18,6 +18,8 @@ from fastgrpo.eval import (
 )
 from fastgrpo.eval.registry import UnknownBenchmarkError
 
+from ..data.hub_cache import write_hub_cache
+
 SPEC_TABLE = {  # name: (source, split or data file, rows, modality)
     "geo3k": ("PAPO-Galaxy/PAPO_eval", "hiyouga_geometry3k", 601, "vision"),
     "mathvista": ("PAPO-Galaxy/PAPO_eval", "AI4Math_MathVista", 1000, "vision"),
@@ -173,6 +175,33 @@ def test_missing_image_and_column_errors(data_dir: Path) -> None:
     spec = custom_benchmark(str(data_dir / "custom_k.jsonl"), prompt_key="question")
     with pytest.raises(DataSourceError, match="column 'question' not in the data"):
         load_items(spec, None)
+
+
+def test_custom_benchmark_reads_a_source_like_train_files(data_dir: Path, tmp_path: Path) -> None:
+    """A hub id `name@split` (offline cache) and a local `folder@split` load as `data.train_files` would."""
+    import datasets
+
+    rows = [json.loads(x) for x in (data_dir / "custom_k.jsonl").read_text().splitlines()]
+    write_hub_cache(datasets.config.HF_DATASETS_CACHE, "someorg/heldout", "test", rows)
+    hub = load_items(custom_benchmark("someorg/heldout@test", name="val", group_key="k"))
+    assert [(it.question, it.answer, it.group) for it in hub][:2] == [("Compute 2 + 3.", "5", "1"),
+                                                                      ("Compute 4 + 4.", "8", "1")]
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "test.jsonl").write_text((data_dir / "custom_k.jsonl").read_text())
+    (tmp_path / "folder" / "train.jsonl").write_text(json.dumps({"problem": "other", "answer": "0"}) + "\n")
+    local = load_items(custom_benchmark(f"{tmp_path / 'folder'}@test"))
+    assert [it.answer for it in local] == [it.answer for it in hub]
+    with pytest.raises(DataSourceError, match=r"val: data file or folder not found: .*nope\.jsonl"):
+        load_items(custom_benchmark(str(tmp_path / "nope.jsonl"), name="val"))
+
+
+def test_custom_image_key_may_be_optional(data_dir: Path) -> None:
+    """Training's data.image_key rule: a table without the column is text-only, when the spec allows it."""
+    path = str(data_dir / "custom_k.jsonl")
+    items = load_items(custom_benchmark(path, image_key="images", images_optional=True))
+    assert len(items) == 4 and all(it.images == [] for it in items)
+    with pytest.raises(DataSourceError, match="column 'images' not in the data"):
+        load_items(custom_benchmark(path, image_key="images"))
 
 
 def test_custom_benchmark_groups(data_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -18,6 +19,7 @@ from transformers import AutoModelForCausalLM
 from fastgrpo.train.checkpoint import list_checkpoints
 from fastgrpo.train.recipe import TrainingError, train
 
+from ..data.hub_cache import write_hub_cache
 from .conftest import read_metrics, toy_config, toy_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,6 +171,56 @@ def test_validation_during_training_uses_the_eval_harness(tiny_model: Path, toy_
         assert 0.0 <= r["val/val/accuracy"] <= 100.0 and 0 < r["val/val/mean_tokens"] <= 6
     assert "val/val/accuracy" not in rows[1]
     assert (run_dir / "eval" / "step_000002" / "results.json").exists()
+
+
+def test_validation_reads_hub_val_files_and_benchmark_groups(tiny_model: Path, toy_data: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.val_files as a hub id `name@split` (here from the offline cache), eval.benchmarks as a group."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+    write_hub_cache(tmp_path / "hf_datasets", "someorg/toy-val", "test", [{"problem": "1+1", "answer": "2"}] * 3)
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{
+        "trainer.max_steps": 1, "trainer.val_before_train": True, "data.val_files": "someorg/toy-val@test",
+        "eval.benchmarks": "[text]", "eval.data_dir": str(REPO / "tests" / "fixtures" / "eval"), "eval.limit": 1,
+        "eval.max_new_tokens": 4,
+    })
+    rows = read_metrics(train(cfg))
+    for bench in ("val", "gsm8k", "math500", "aime2024"):
+        assert 0 < rows[0][f"val/{bench}/mean_tokens"] <= 4, bench
+    results = json.loads((tmp_path / "run" / "eval" / "step_000000" / "results.json").read_text())
+    assert results["benchmarks"]["val"]["source"] == "someorg/toy-val@test"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"eval.benchmarks": "[vision]"}, r"eval.benchmarks: mathverse, .* need images, but .* is a text model"),
+        ({"data.val_files": "nope/val.jsonl"}, r"val: data file or folder not found: nope/val.jsonl"),
+        ({"data.val_files": "someorg/not-cached@test"}, r"could not load 'someorg/not-cached' .* from the hub"),
+    ],
+)
+def test_validation_problems_fail_before_any_work(tiny_model: Path, toy_data: Path, tmp_path: Path,
+                                                  overrides: dict[str, str], message: str) -> None:
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.val_freq": 2, **overrides})
+    with pytest.raises(TrainingError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("reward_function", ["builtin:math", "toy"])
+def test_validation_grades_with_the_reward_settings(tiny_model: Path, toy_data: Path, tmp_path: Path,
+                                                    reward_function: str) -> None:
+    """reward.timeout_s / num_workers reach validation: the trainer's pool (built-in reward) or one like it."""
+    extra = {} if reward_function == "toy" else {"reward.reward_function": reward_function}
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{
+        "trainer.max_steps": 1, "trainer.val_before_train": True, "data.val_files": str(toy_data),
+        "eval.limit": 2, "eval.max_new_tokens": 4, "reward.timeout_s": 1e-6, "reward.num_workers": 0, **extra,
+    })
+    run_dir = train(cfg)
+    generations = run_dir / "eval" / "step_000000" / "generations.jsonl"
+    records = [json.loads(x) for x in generations.read_text().splitlines()]
+    assert len(records) == 2 and all(r["timeout"] for r in records)
 
 
 def test_shared_prompt_and_padded_layouts_train_identically(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:

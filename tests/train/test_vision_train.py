@@ -13,10 +13,13 @@ import torch.distributed.checkpoint as dcp
 from PIL import Image
 from transformers import AutoModelForImageTextToText
 
+from fastgrpo.eval import load_items
 from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
 from fastgrpo.train.checkpoint import list_checkpoints
-from fastgrpo.train.recipe import train
+from fastgrpo.train.dist import init_distributed
+from fastgrpo.train.recipe import FastGRPORecipe, TrainingError, train
 
+from ..models.remote_code import CUSTOM_CLASS, needs_remote_code
 from .conftest import read_metrics, toy_config
 
 
@@ -65,3 +68,26 @@ def test_fast_grpo_trains_a_tiny_qwen2_vl_on_images(vl_model: Path, tmp_path: Pa
     changed = {k for k, v in ref.items() if not torch.equal(state["model"][k], v)}
     assert any("visual" in k for k in changed) and any("layers" in k and "visual" not in k for k in changed)
     assert (run_dir / "hf_base" / "preprocessor_config.json").exists()
+
+
+def test_trust_remote_code_and_validation_images_reach_a_vision_model(tmp_path: Path) -> None:
+    """model.trust_remote_code reaches the vision processor; data.val_files of a vision run keeps its images."""
+    model = needs_remote_code(build_tiny_qwen2_vl(tmp_path / "model", seed=0, num_layers=1))
+    data = _vision_data(tmp_path / "data")
+    overrides = {"trainer.val_freq": 1, "data.val_files": str(data), "data.min_pixels": 28 * 28 * 4,
+                 "data.max_pixels": 28 * 28 * 16, "data.max_prompt_length": 256, "eval.limit": 2,
+                 "eval.max_new_tokens": 4}
+    cfg = toy_config(model, data, tmp_path / "out", **overrides)
+    with pytest.raises(TrainingError, match="custom code"):
+        FastGRPORecipe(cfg, init_distributed("cpu")).setup()
+    cfg = toy_config(model, data, tmp_path / "out", **overrides, **{"model.trust_remote_code": True})
+    recipe = FastGRPORecipe(cfg, init_distributed("cpu"))
+    recipe.setup()
+    assert type(recipe.processor.image_processor).__name__ == CUSTOM_CLASS
+    val = recipe.val_benchmarks[-1]
+    assert [len(it.images) for it in load_items(val, limit=2)] == [1, 1]
+    with recipe.scorer:
+        metrics = recipe.validate(1)
+    assert 0 < metrics["val/val/mean_tokens"] <= 4
+    results = json.loads((recipe.run_dir / "eval" / "step_000001" / "results.json").read_text())
+    assert results["benchmarks"]["val"]["modality"] == "vision"
