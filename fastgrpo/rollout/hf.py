@@ -11,7 +11,9 @@ sizes and process counts:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -119,15 +121,16 @@ class HFRolloutEngine:
                 t = torch.tensor([n_chunks], device=self._device)
                 dist.all_reduce(t, op=dist.ReduceOp.MAX)
                 n_chunks = int(t.item())
-            for c in range(n_chunks):
-                chunk = rows[c * self.micro_batch_size : (c + 1) * self.micro_batch_size]
-                if not chunk:  # this rank ran out; keep stepping with a dummy prompt to stay in sync
-                    self._generate_chunk([(PromptInput(prompt_ids=[self.pad_token_id]), 0)], params, synced)
-                    continue
-                ids, lps = self._generate_chunk(chunk, params, synced)
-                responses.extend(ids)
-                if logprobs is not None:
-                    logprobs.extend(lps)
+            with _root_unit_gathered(self.model):
+                for c in range(n_chunks):
+                    chunk = rows[c * self.micro_batch_size : (c + 1) * self.micro_batch_size]
+                    if not chunk:  # this rank ran out; keep stepping with a dummy prompt to stay in sync
+                        self._generate_chunk([(PromptInput(prompt_ids=[self.pad_token_id]), 0)], params, synced)
+                        continue
+                    ids, lps = self._generate_chunk(chunk, params, synced)
+                    responses.extend(ids)
+                    if logprobs is not None:
+                        logprobs.extend(lps)
         finally:
             if was_training:
                 self.model.train()
@@ -254,6 +257,27 @@ class HFRolloutEngine:
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         return rows, lps if self.return_logprobs else []
+
+@contextlib.contextmanager
+def _root_unit_gathered(model: Any) -> Iterator[None]:
+    """Keep an FSDP2 root unit's parameters gathered for a whole `generate` call.
+
+    Why: FSDP2 gathers them in the root forward's hook, but HF `generate` runs a VL
+    model's vision tower (`get_image_features`, root-unit parameters) before the
+    first forward; it would meet sharded weights. A no-op for an unsharded model.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = getattr(model, "module", model)  # the vision engine's generate wrapper holds the model in .module
+    if not isinstance(inner, FSDPModule):
+        yield
+        return
+    inner.unshard()
+    try:
+        yield
+    finally:
+        inner.reshard()
+
 
 def _stack_processor_inputs(items: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
     """Qwen2-VL style inputs concatenate patches along dim 0 across the batch."""
