@@ -47,7 +47,7 @@ class DemoOptions:
     grpo_config: Path = ROOT / "configs" / "demo_grpo.yaml"
     seed: int = 0
     n_train: int = 4000
-    n_test_per_k: int = 50
+    n_test_per_k: int = task.N_TEST_PER_K
     threads: int = 2
     steps: int | None = None
     """Override trainer.max_steps for both runs (None: the configs' value)."""

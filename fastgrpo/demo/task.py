@@ -30,6 +30,8 @@ HOLDOUT_MIN_K = 3
 holding half of them out made the k=2 score measure whether a fast answer generalizes
 an addition fact never seen as a k=2 question (fast k=2 accuracy fell to 0.56 after
 FAST-GRPO, measured), not fast vs slow thinking on an easy question."""
+N_TEST_PER_K = 150
+"""Held-out questions per k (fewer for k=2, which has only 81 sums): one standard error is ~1.5 points."""
 FORMAT_PROMPT = "{{ content }}="
 """Jinja `data.format_prompt` for the demo: the user turn is just "3+5+2=" (every char is a token)."""
 
@@ -213,7 +215,7 @@ def write_rows(rows: list[dict[str, object]], path: str | Path) -> Path:
 
 
 def write_splits(
-    out_dir: str | Path, seed: int = 0, n_train: int = 4000, n_test_per_k: int = 50, fmt: str = "jsonl"
+    out_dir: str | Path, seed: int = 0, n_train: int = 4000, n_test_per_k: int = N_TEST_PER_K, fmt: str = "jsonl"
 ) -> dict[str, Path]:
     """Write train.<fmt> and test.<fmt> into `out_dir` (test held out for k >= HOLDOUT_MIN_K)."""
     out = Path(out_dir)
