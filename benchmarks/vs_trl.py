@@ -10,7 +10,7 @@ seconds per step after `--warmup` steps. One difference is left on purpose: TRL
 scores with a plain boxed-integer match in-process, fastgrpo with its standard
 math-verify grader in worker processes (slower, so the ratio is conservative).
 
-    python benchmarks/vs_trl.py                      # both sides, then the ratio
+    python benchmarks/vs_trl.py                      # both sides, 3 rounds, the median ratio
     python benchmarks/vs_trl.py --side trl --steps 5 # one side only
 """
 
@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--side", choices=["both", "trl", "fastgrpo"], default="both")
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=3, help="Rounds of both sides; the median ratio is reported.")
     for f, v in asdict(BenchSettings()).items():
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
     a = ap.parse_args(argv)
@@ -265,27 +266,34 @@ def main(argv: list[str] | None = None) -> None:
     s = _prepare(BenchSettings(**{f: getattr(a, f) for f in asdict(BenchSettings())}))
     print(f"settings: {json.dumps(asdict(s))}", flush=True)
     sides = ["trl", "fastgrpo"] if a.side == "both" else [a.side]
-    per_step: dict[str, float | None] = {}
-    for side in sides:
-        res = _run_side(side, s)
-        if "error" in res:
-            print(f"{side}: ERROR {res['error']}", flush=True)
-            per_step[side] = None
-            continue
-        per_step[side] = _summary(res, s.warmup)
-        extra = f" ({res['note']})" if "note" in res else ""
-        if res.get("reward"):
-            extra += f"; reward first/last {res['reward'][0]:.3f}/{res['reward'][-1]:.3f}"
-        if res.get("mean_length") and res["mean_length"][-1] is not None:
-            extra += f", completion length last {res['mean_length'][-1]:.1f}"
-        print(
-            f"{side}: {per_step[side]:.3f} s/step over {len(res['step_seconds'])} steps "
-            f"(first {s.warmup} excluded), wall {res['wall_seconds']:.1f} s{extra}",
-            flush=True,
-        )
-    if per_step.get("trl") and per_step.get("fastgrpo"):
-        print(f"ratio trl/fastgrpo: {per_step['trl'] / per_step['fastgrpo']:.2f}x")
+    ratios: list[float] = []
+    for r in range(a.repeats):
+        if a.repeats > 1:
+            print(f"round {r + 1}/{a.repeats}", flush=True)
+        per_step = {side: _report_side(side, s) for side in sides}
+        trl, ours = per_step.get("trl"), per_step.get("fastgrpo")
+        if trl and ours:
+            ratios.append(trl / ours)
+            print(f"ratio trl/fastgrpo: {ratios[-1]:.2f}x", flush=True)
+    if len(ratios) > 1:  # TRL's own step time varies by several percent from run to run
+        print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.2f}x "
+              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
+
+def _report_side(side: str, s: BenchSettings) -> float | None:
+    res = _run_side(side, s)
+    if "error" in res:
+        print(f"{side}: ERROR {res['error']}", flush=True)
+        return None
+    per_step = _summary(res, s.warmup)
+    extra = f" ({res['note']})" if "note" in res else ""
+    if res.get("reward"):
+        extra += f"; reward first/last {res['reward'][0]:.3f}/{res['reward'][-1]:.3f}"
+    if res.get("mean_length") and res["mean_length"][-1] is not None:
+        extra += f", completion length last {res['mean_length'][-1]:.1f}"
+    print(f"{side}: {per_step:.3f} s/step over {len(res['step_seconds'])} steps "
+          f"(first {s.warmup} excluded), wall {res['wall_seconds']:.1f} s{extra}", flush=True)
+    return per_step
 
 if __name__ == "__main__":
     main()
