@@ -499,7 +499,9 @@ class FastGRPORecipe:
         # Each rank owns samples r, r+W, ...; every rank runs the same number of micro-batches
         # (padding with zero-weight copies) so FSDP's collectives stay matched.
         plans = [self._micro_plan(chunk, mbs) for chunk in chunks]
-        ref_lp = {id(mb): self._logprobs(self.ref, mb) for plan in plans for mb, _ in plan} if need_ref else {}
+        # Reference log-probs are computed in the loop, on the micro-batch's one layout (the reference
+        # never changes), and kept for later epochs; old-policy ones must precede any update.
+        ref_lp: dict[int, torch.Tensor] = {}
         old_lp = ({id(mb): self._logprobs(self.model, mb) for plan in plans for mb, _ in plan}
                   if n_updates > 1 else {})
         sums: dict[str, float] = {}
@@ -515,6 +517,9 @@ class FastGRPORecipe:
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
                     packed = self._pack(mb)
+                    if need_ref and id(mb) not in ref_lp:
+                        with torch.no_grad():
+                            ref_lp[id(mb)] = self._response_logprobs(self.ref, packed)
                     positions += packed.input_ids.numel()
                     logp = self._response_logprobs(self.model, packed)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
