@@ -9,14 +9,26 @@ exactly the prompt the trainer will build (chat template + `data.format_prompt`)
 
 Defaults: a 0.8M-parameter Qwen2 (hidden 128, 4 layers), 1800 AdamW steps of 32
 examples, lr 2e-3 with cosine decay, examples packed into rows (same loss as padding,
-about half the compute; 277 s with 2 threads on the idle demo machine). Slow solutions
-are drawn with probability 0.15 at k=2 rising to 0.9 at k=6.
-Tuning 2026-11-25 (150 test questions per k, sampled at temperature 1): against the
-earlier 1000 steps with (0.2 ... 0.8), slow thinking got reliable on every k (forced slow
-0.97-0.99, k=5 sampled accuracy 0.71 -> 0.89), so both RL runs start stronger. The fast
-pathway stays poor beyond k=2 (forced fast 0.99 at k=2, 0.53 at k=3, ~0.3-0.6 for k>=4,
-the same on training and held-out sums), and neither more fast k=3 examples nor more
-steps fixed it: that caps what FAST-GRPO can save on k=3 without losing accuracy.
+about half the compute; about 285 s with 2 threads on the idle demo machine).
+
+The loss is averaged per example (`loss_average="example"`), not per token. Why: a
+batch's tokens are mostly slow running sums (a k=6 solution has ~64 tokens, a fast
+one 7), so under a token mean the answer digits of fast solutions carried ~3% of the
+loss. The fast pathway then stayed a rough estimate (fast k=3 answers off by one,
+0.57 greedy accuracy); weighing each example once took it to 0.98 with everything
+else unchanged (2026-11-25, benchmarks/RESULTS.md).
+The price: the mode choice is learned with the same weights, so the sampled slow
+fraction is about p_slow / L_slow against (1 - p_slow) / L_fast, far below `slow_prob`.
+The default mix (0.5, 0.3, 0.6, 0.99, 0.995) for k = 2..6 is set with that in mind:
+- many fast k=3 and k=4 examples train the fast pathway (fewer, and fast k=3 fell
+  back to ~0.6);
+- k=5-6 are almost all slow, so the model samples slow thinking there (~0.92) and
+  its fast answers there are poor;
+- k=2 is half slow, so the base model also thinks on about a quarter of the easiest
+  sums, as R1-style models overthink easy questions: plain GRPO then keeps or grows
+  that habit, which is the overthinking FAST-GRPO is meant to remove.
+Sampled at temperature 1 the base model scores 0.99 / 0.88 / 0.79 / 0.89 / 0.89 for
+k = 2..6, with slow fractions 0.25 / 0.09 / 0.21 / 0.92 / 0.93.
 Under ~900 steps the model had not yet learned to copy operands and both modes were poor.
 
 The result is cached in a folder named by a hash of every setting, written
@@ -64,7 +76,7 @@ class WarmStartSettings:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     # Data: a slow/fast mix; a float, or one probability per k from task.K_MIN.
-    slow_prob: float | tuple[float, ...] = (0.15, 0.3, 0.6, 0.8, 0.9)
+    slow_prob: float | tuple[float, ...] = (0.5, 0.3, 0.6, 0.99, 0.995)
     slow_style: str = "carry"
     format_prompt: str = task.FORMAT_PROMPT
     system_prompt: str | None = None
@@ -81,6 +93,9 @@ class WarmStartSettings:
     max_grad_norm: float = 1.0
     pack_len: int = 256
     """Tokens per packed row (0: one padded row per example); same loss, about half the compute."""
+    loss_average: str = "example"
+    """Loss average: "token" (one mean over every response token of the batch) or "example" (the mean of
+    per-example means; see the module docstring for why)."""
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
@@ -125,8 +140,8 @@ def encode_example(
 
 def _batch(
     examples: Sequence[tuple[list[int], int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, attention mask, and labels (-100 on prompt and padding)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask, labels (-100 on prompt and padding), and each position's example."""
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -135,62 +150,86 @@ def _batch(
         ids[i, : len(seq)] = torch.tensor(seq)
         mask[i, : len(seq)] = 1
         labels[i, plen : len(seq)] = ids[i, plen : len(seq)]
-    return ids, mask, labels
+    return ids, mask, labels, torch.arange(len(examples))[:, None].expand(-1, width)
 
 
 def _pack(
     examples: Sequence[tuple[list[int], int]], pad_id: int, row_len: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Several examples per row, each with its own positions from 0: ids, position_ids, labels.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Several examples per row, each with its own positions from 0: ids, position_ids, labels, and
+    each position's example index (0 on padding, which has no label).
 
     Why: padding every row of a random batch to its longest (slow, k=6) example
     wastes ~45% of the compute. Packed rows with restarting position ids make
-    transformers build a block-diagonal causal mask (no attention across
-    examples), so the loss is the padded batch's loss at about half the cost,
-    while every batch stays a random slow/fast mix. Labels are per example, so no
+    transformers build a block-diagonal causal mask (no attention across examples;
+    only without a KV cache, hence use_cache=False), so the loss is the padded
+    batch's loss at about half the cost, while every batch stays a random slow/fast mix. Labels are per example, so no
     token is ever predicted from its neighbour in the row. First-fit decreasing.
     """
     row_len = max(row_len, max(len(seq) for seq, _ in examples))
-    rows: list[list[tuple[list[int], int]]] = []
+    rows: list[list[int]] = []
     room: list[int] = []
-    for ex in sorted(examples, key=lambda e: -len(e[0])):
+    for e in sorted(range(len(examples)), key=lambda j: -len(examples[j][0])):
+        n = len(examples[e][0])
         for r, free in enumerate(room):
-            if len(ex[0]) <= free:
-                rows[r].append(ex)
-                room[r] -= len(ex[0])
+            if n <= free:
+                rows[r].append(e)
+                room[r] -= n
                 break
         else:
-            rows.append([ex])
-            room.append(row_len - len(ex[0]))
+            rows.append([e])
+            room.append(row_len - n)
     width = max(row_len - free for free in room)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    owner = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
         at = 0
-        for seq, plen in row:
+        for e in row:
+            seq, plen = examples[e]
             n = len(seq)
             ids[r, at : at + n] = torch.tensor(seq)
             pos[r, at : at + n] = torch.arange(n)
             labels[r, at + plen : at + n] = ids[r, at + plen : at + n]
+            owner[r, at : at + n] = e
             at += n
         pos[r, at:] = torch.arange(width - at)  # the padding tail is a block of its own
-    return ids, pos, labels
+    return ids, pos, labels, owner
+
+
+LOSS_AVERAGES = ("token", "example")
 
 
 def response_loss(
-    model: Any, examples: Sequence[tuple[list[int], int]], pad_id: int, pack_len: int = 0
+    model: Any,
+    examples: Sequence[tuple[list[int], int]],
+    pad_id: int,
+    pack_len: int = 0,
+    average: str = "token",
 ) -> torch.Tensor:
-    """Mean next-token cross-entropy over response tokens (EOS included), packed or padded."""
+    """Next-token cross-entropy on response tokens (EOS included), packed or padded.
+
+    `average="token"` weighs every response token alike, so a 60-token slow answer
+    outweighs a 6-token fast one tenfold; "example" weighs every example alike.
+    """
+    if average not in LOSS_AVERAGES:
+        raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {average!r}")
     if pack_len > 0:
-        ids, pos, labels = _pack(examples, pad_id, pack_len)
+        ids, pos, labels, example = _pack(examples, pad_id, pack_len)
         logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
     else:
-        ids, mask, labels = _batch(examples, pad_id)
+        ids, mask, labels, example = _batch(examples, pad_id)
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    targets, owner = labels[:, 1:].reshape(-1), example[:, 1:].reshape(-1)
+    ce = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets, ignore_index=-100, reduction="none"
     )
+    scored = targets != -100
+    if average == "token":
+        return ce[scored].sum() / scored.sum().clamp_min(1)
+    counts = torch.bincount(owner[scored], minlength=len(examples)).clamp_min(1)
+    return (ce[scored] / counts[owner[scored]]).sum() / len(examples)
 
 
 def _lr_at(step: int, s: WarmStartSettings) -> float:
@@ -264,7 +303,7 @@ def train_warmstart(
         n_slow += slow_count
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, s)
-        loss = response_loss(model, batch, tokenizer.pad_token_id, s.pack_len)
+        loss = response_loss(model, batch, tokenizer.pad_token_id, s.pack_len, s.loss_average)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
@@ -100,6 +101,34 @@ def test_packed_loss_equals_padded_loss_and_batches_use_the_trainer_prompt(tmp_p
         for p, r, _ in (next(stream) for _ in range(12))
     ]
     assert batch == expected
-    padded = response_loss(model, batch, tok.pad_token_id, pack_len=0)
-    packed = response_loss(model, batch, tok.pad_token_id, pack_len=128)
-    assert torch.allclose(padded, packed, atol=1e-5)
+    for average in ("token", "example"):
+        padded = response_loss(model, batch, tok.pad_token_id, pack_len=0, average=average)
+        packed = response_loss(model, batch, tok.pad_token_id, pack_len=128, average=average)
+        assert torch.allclose(padded, packed, atol=1e-5), average
+
+
+def test_example_average_weighs_each_example_once(tmp_path) -> None:
+    """The "example" average is the mean of per-example token means, so a 6-token fast answer counts as much as a
+    60-token slow one; "token": one mean over every response token of the batch."""
+    torch.set_num_threads(1)
+    tok = build_char_tokenizer()
+    model = Qwen2ForCausalLM.from_pretrained(
+        build_tiny_qwen2(
+            tmp_path / "m", hidden_size=16, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=32
+        )
+    )
+    fast = task.Problem((3, 5))
+    slow = task.Problem((9, 8, 7, 6, 5, 4))
+    batch = [
+        encode_example(tok, fast.text, task.fast_solution(fast), task.FORMAT_PROMPT),
+        encode_example(tok, slow.text, task.slow_solution(slow), task.FORMAT_PROMPT),
+    ]
+    each = [response_loss(model, [ex], tok.pad_token_id) for ex in batch]  # one example: both averages agree
+    n = torch.tensor([len(ids) - plen for ids, plen in batch], dtype=torch.float)
+    assert n[1] > 5 * n[0]
+    by_example = response_loss(model, batch, tok.pad_token_id, pack_len=256, average="example")
+    by_token = response_loss(model, batch, tok.pad_token_id, pack_len=256, average="token")
+    assert torch.allclose(by_example, (each[0] + each[1]) / 2, atol=1e-5)
+    assert torch.allclose(by_token, (each[0] * n[0] + each[1] * n[1]) / n.sum(), atol=1e-5)
+    with pytest.raises(ValueError, match="loss_average"):
+        response_loss(model, batch, tok.pad_token_id, average="sequence")
