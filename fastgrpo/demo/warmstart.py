@@ -62,6 +62,7 @@ from fastgrpo.models.tiny import build_char_tokenizer, build_tiny_qwen2
 WARMSTART_VERSION = 1
 """Bump when the training code changes in a way that changes results: old caches stop matching."""
 DONE_FILE = "warmstart.json"
+LOSS_AVERAGES = ("token", "example")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ class WarmStartSettings:
     loss_average: str = "example"
     """Loss average: "token" (one mean over every response token of the batch) or "example" (the mean of
     per-example means; see the module docstring for why)."""
+
+    def __post_init__(self) -> None:
+        if self.loss_average not in LOSS_AVERAGES:  # fail before minutes of training, not at step 0
+            raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {self.loss_average!r}")
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
@@ -196,9 +201,6 @@ def _pack(
             at += n
         pos[r, at:] = torch.arange(width - at)  # the padding tail is a block of its own
     return ids, pos, labels, owner
-
-
-LOSS_AVERAGES = ("token", "example")
 
 
 def response_loss(

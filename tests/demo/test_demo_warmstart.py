@@ -132,3 +132,5 @@ def test_example_average_weighs_each_example_once(tmp_path) -> None:
     assert torch.allclose(by_token, (each[0] * n[0] + each[1] * n[1]) / n.sum(), atol=1e-5)
     with pytest.raises(ValueError, match="loss_average"):
         response_loss(model, batch, tok.pad_token_id, average="sequence")
+    with pytest.raises(ValueError, match="loss_average"):
+        WarmStartSettings(loss_average="sequence")
