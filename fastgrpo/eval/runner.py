@@ -348,7 +348,7 @@ def _run_batch(
                 "finish": "stop" if ids and ids[-1] in eos else "length",
                 "format": sc.format,
                 "timeout": sc.timeout,
-                "scorer": grader.mode,
+                "scorer": grader.key,
                 "group": item.group,
             }
         )
@@ -363,7 +363,7 @@ def _rescore(
     for it in items:
         for i in range(n):
             rec = store.get((spec.name, it.prompt_id, i))
-            if rec is not None and rec.get("scorer") != grader.mode:
+            if rec is not None and rec.get("scorer") != grader.key:
                 stale.append((rec, it))
     if not stale:
         return
@@ -377,7 +377,7 @@ def _rescore(
                 "correct": sc.correct,
                 "format": sc.format,
                 "timeout": sc.timeout,
-                "scorer": grader.mode,
+                "scorer": grader.key,
                 "answer": it.answer,
             }
         )
