@@ -286,6 +286,13 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
+POOLS: dict[str, tuple[str, ...]] = {
+    "vision_dependent": ("clevr", "mmmu_pro", "mathverse_v"),
+}
+"""Pooled accuracies reported when every member was evaluated: the mean over all their questions (not over
+the benchmarks), as PAPO-Eval's `run_eval` computes its vision-dependent number from the concatenated files."""
+
+
 class UnknownBenchmarkError(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
