@@ -317,6 +317,10 @@ class EvalConfig:
     scorer: Literal["mathverify", "reference"] = "mathverify"
     """`mathverify`: the training grader (math-verify, option letters); `reference`: the PAPO reference rule
     (last `\\boxed{}`, string then sympy equality), to compare with published tables."""
+    truncated_thinking: Literal["wrong", "search"] | None = None
+    """A response that opened `<think>` (or whose prompt did) and never closed it: `wrong` grades it wrong
+    (the lm-eval / lighteval convention), `search` grades whatever answer it holds; null: `wrong` for
+    mathverify, `search` for reference (PAPO's code has no such rule). Counted in results.json either way."""
     limit: int | None = None
     """Evaluate only the first N questions of each benchmark (data.val_files included); null: all."""
     data_dir: str | None = None

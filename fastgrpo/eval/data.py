@@ -102,7 +102,7 @@ def locate(spec: BenchmarkSpec, data_dir: str | Path | None = None) -> tuple[dat
     try:
         return _load_hub(spec), None
     except DataSourceError as e:
-        looked = "\n  ".join(str(p) for p in tried[:12]) or "(no --data-dir given)"
+        looked = "\n  ".join(str(p) for p in tried) or "(no --data-dir given)"
         stems = ", ".join(dict.fromkeys((spec.name, *spec.local_names)))
         raise DataSourceError(
             f"benchmark {spec.name!r} ({spec.title}) not found.\n"
