@@ -109,7 +109,7 @@ def eval_command(
     config: Path = typer.Option(
         None, "--config", "-c", help="YAML config: its eval: section (and model.path)."
     ),
-    n: int = typer.Option(None, "--n", min=1, help="Samples per question (avg@n). Default: per benchmark."),
+    n: int = typer.Option(None, "--n", "-n", min=1, help="Samples per question (avg@n). Default: per benchmark."),
     temperature: float = typer.Option(None, "--temperature", min=0.0),
     top_p: float = typer.Option(None, "--top-p"),
     top_k: int = typer.Option(None, "--top-k", help="-1 disables top-k."),
@@ -303,11 +303,12 @@ def eval_command(
         loaded = load_model(model_path, device="cpu" if kind == "vllm" else None, **load)
         micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call
         rollout = make_engine(kind, loaded, micro_batch_size=micro, **vllm_kwargs)
-        console.print(
-            f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
-            f"(engine {kind}, scorer {scorer})",
-            highlight=False,
-        )
+        if dp is None or dp.rank == 0:
+            console.print(
+                f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
+                f"(engine {kind}, scorer {scorer}{f', {dp.world} processes' if dp else ''})",
+                highlight=False,
+            )
         results = evaluate(
             loaded.model,
             loaded.tokenizer,

@@ -111,15 +111,11 @@ def assign_devices(dp: DataParallel, per_rank: int = 1) -> None:
 
 def command_line(ctx: Any, drop: Sequence[str] = ()) -> list[str]:
     """The options a click context was given on the command line, as argv (to re-run the command)."""
-    from click.core import ParameterSource
-
     argv: list[str] = []
     for param in ctx.command.params:
         name = param.name
-        if name in drop or ctx.get_parameter_source(name) not in (
-            ParameterSource.COMMANDLINE,
-            ParameterSource.ENVIRONMENT,
-        ):
+        source = ctx.get_parameter_source(name)  # an enum of the click copy Typer uses: compare by name
+        if name in drop or getattr(source, "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):
             continue
         value = ctx.params[name]
         flag = param.opts[0]
@@ -134,6 +130,11 @@ def command_line(ctx: Any, drop: Sequence[str] = ()) -> list[str]:
     return argv
 
 
+ARGV_ENV = "FASTGRPO_EVAL_ARGV"
+"""The `fastgrpo eval` arguments of a `--nproc` launch, as JSON (torchrun's own parser would read
+abbreviated options such as `--n` as its own, so they do not travel on its command line)."""
+
+
 def launch(args: Sequence[str], nproc: int) -> int:
     """Run `fastgrpo eval ARGS` in `nproc` processes under torch.distributed.run; its exit status."""
     cmd = [
@@ -143,9 +144,7 @@ def launch(args: Sequence[str], nproc: int) -> int:
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "fastgrpo",
-        "eval",
-        *args,
+        "fastgrpo.eval",
     ]
-    log.info("data-parallel eval: %s", " ".join(cmd))
-    return subprocess.call(cmd)
+    log.info("data-parallel eval: %d processes: fastgrpo eval %s", nproc, " ".join(args))
+    return subprocess.call(cmd, env={**os.environ, ARGV_ENV: json.dumps(list(args))})
