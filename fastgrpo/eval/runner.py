@@ -406,7 +406,8 @@ def _run_batch(
                 "format": sc.format,
                 "timeout": sc.timeout,
                 "truncated_thinking": sc.truncated_thinking,
-                "scorer": grader.key,
+                "scorer": grader.mode,
+                "grader": grader.key,
                 "group": item.group,
             }
         )
@@ -421,7 +422,7 @@ def _rescore(
     for it in items:
         for i in range(n):
             rec = store.get((spec.name, it.prompt_id, i))
-            if rec is not None and rec.get("scorer") != grader.key:
+            if rec is not None and rec.get("grader") != grader.key:
                 stale.append((rec, it))
     if not stale:
         return
@@ -436,7 +437,8 @@ def _rescore(
                 "format": sc.format,
                 "timeout": sc.timeout,
                 "truncated_thinking": sc.truncated_thinking,
-                "scorer": grader.key,
+                "scorer": grader.mode,
+                "grader": grader.key,
                 "answer": it.answer,
             }
         )

@@ -30,6 +30,8 @@ from fastgrpo.reward import RewardScorer, extract_answer, papo_label, reference_
 ScorerMode = Literal["mathverify", "reference"]
 SCORER_MODES: tuple[str, ...] = ("mathverify", "reference")
 TRUNCATED_THINKING_MODES: tuple[str, ...] = ("wrong", "search")
+GRADER_VERSION = 2
+"""2: `reference` through mathruler with PAPO's label; math-verify spelling fixes; truncated thinking."""
 
 
 def default_truncated_thinking(mode: str) -> str:
@@ -111,8 +113,9 @@ class EvalScorer:
 
     @property
     def key(self) -> str:
-        """What a stored sample's grade depends on (a stored sample with another key is re-graded)."""
-        key = self.mode
+        """What a stored sample's grade depends on (a stored sample with another key is re-graded): the mode,
+        the grader's version (bumped when grading changes, so old files are re-graded), the options."""
+        key = f"{self.mode}@{GRADER_VERSION}"
         if self.truncated_thinking != default_truncated_thinking(self.mode):
             key += f"+truncated_thinking={self.truncated_thinking}"
         return key + ("+think_in_prompt" if self.think_in_prompt else "")
