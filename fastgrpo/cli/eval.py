@@ -329,7 +329,8 @@ def eval_command(
             progress=not no_progress,
             items=questions,
             truncated_thinking=truncated_thinking,
-            think_in_prompt=bool(think_in_prompt),  # None (not given): the template is not taken to think
+            # --think-in-prompt not given (None): not taken to think; template detection can supply it here
+            think_in_prompt=bool(think_in_prompt),
             data_parallel=dp,
         )
     except (DataSourceError, EvalSetupError, ModelLoadError, EngineUnavailableError, UnknownBenchmarkError) as e:
