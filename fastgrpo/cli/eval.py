@@ -7,7 +7,7 @@ exits 2 with a message saying what to do.
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,6 @@ eval_app = typer.Typer(
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-_HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(:[\w.\-]+)?(@[\w.\-]+)?$")
-
 
 def _list_benchmarks() -> None:
     from fastgrpo.eval.registry import BENCHMARKS
@@ -67,89 +64,6 @@ def _list_benchmarks() -> None:
     out.print(
         "Groups: all, vision, text.  custom: --bench custom --data PATH --prompt-key ... --answer-key ..."
     )
-
-
-def _split_assignments(values: list[str] | None, names: list[str], flag: str) -> dict[str, str]:
-    """`--data PATH` (one benchmark) or `--data NAME=PATH` (any number) -> {name: value}."""
-    from fastgrpo.eval.registry import UnknownBenchmarkError, get_benchmark
-
-    out: dict[str, str] = {}
-    for value in values or []:
-        key, sep, rest = value.partition("=")
-        if sep and key and not Path(value).exists():
-            if key.strip().lower() == "custom":
-                out["custom"] = rest
-                continue
-            try:
-                out[get_benchmark(key).name] = rest
-                continue
-            except UnknownBenchmarkError:
-                pass
-        if len(names) != 1:
-            raise fail(f"{flag} {value!r}: with several benchmarks write {flag} NAME=VALUE")
-        out[names[0]] = value
-    return out
-
-
-def _group_keys(value: str | None, names: list[str]) -> dict[str, str]:
-    """`--group-key KEY` applies to the custom benchmark when there is one, else to every benchmark;
-    `--group-key NAME=KEY` to one benchmark."""
-    from fastgrpo.eval.registry import get_benchmark
-
-    if not value:
-        return {}
-    out: dict[str, str] = {}
-    for part in value.split(","):
-        name, sep, key = part.partition("=")
-        if sep:
-            out["custom" if name.strip().lower() == "custom" else get_benchmark(name).name] = key.strip()
-        else:
-            targets = ["custom"] if "custom" in names else names
-            out.update(dict.fromkeys(targets, part.strip()))
-    return out
-
-
-def _build_specs(
-    names: list[str], data: dict[str, str], splits: dict[str, str], keys: dict[str, Any]
-) -> list[Any]:
-    import dataclasses
-
-    from fastgrpo.eval.registry import custom_benchmark, get_benchmark
-
-    groups = _group_keys(keys.pop("group_key", None), names)
-    specs = []
-    for name in names:
-        if name == "custom":
-            path = data.get("custom")
-            keys = {**keys, "group_key": groups.get("custom")}
-            if not path:
-                raise fail(
-                    "--bench custom needs --data PATH (a local parquet/jsonl/json/arrow file or datasets folder)"
-                )
-            if not Path(path).expanduser().exists():
-                raise fail(f"custom benchmark data not found: {path}")
-            kwargs = {k: v for k, v in keys.items() if v is not None}
-            specs.append(custom_benchmark(path, split=splits.get("custom", "train"), **kwargs))
-            continue
-        spec = get_benchmark(name)
-        if name in data:
-            value = data[name]
-            if Path(value).expanduser().exists():
-                spec = dataclasses.replace(spec, path=value)
-            elif _HUB_ID.match(value):
-                source, split = value.rsplit("@", 1) if "@" in value else (value, spec.split)
-                source, subset = source.split(":", 1) if ":" in source else (source, spec.subset)
-                spec = dataclasses.replace(spec, source=source, split=split, subset=subset, data_files=None)
-            else:
-                raise fail(
-                    f"--data for {name}: {value!r} is neither an existing file/folder nor a hub id (org/name)"
-                )
-        if name in splits:
-            spec = dataclasses.replace(spec, split=splits[name])
-        if name in groups:
-            spec = dataclasses.replace(spec, fields=dataclasses.replace(spec.fields, group=groups[name]))
-        specs.append(spec)
-    return specs
 
 
 def _explicit_eval_keys(config: Path) -> list[str]:
@@ -195,7 +109,7 @@ def eval_command(
     config: Path = typer.Option(
         None, "--config", "-c", help="YAML config: its eval: section (and model.path)."
     ),
-    n: int = typer.Option(None, "--n", min=1, help="Samples per question (avg@n). Default: per benchmark."),
+    n: int = typer.Option(None, "--n", "-n", min=1, help="Samples per question (avg@n). Default: per benchmark."),
     temperature: float = typer.Option(None, "--temperature", min=0.0),
     top_p: float = typer.Option(None, "--top-p"),
     top_k: int = typer.Option(None, "--top-k", help="-1 disables top-k."),
@@ -204,7 +118,23 @@ def eval_command(
         None, "--seed", help="Sampling seed (default trainer.seed of --config, else 1)."
     ),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N questions of each benchmark."),
-    scorer: str = typer.Option(None, "--scorer", help="mathverify (default) or reference (the PAPO rule)."),
+    scorer: str = typer.Option(
+        None, "--scorer", help="mathverify (default) or reference (PAPO-Eval's own rule, via mathruler)."
+    ),
+    truncated_thinking: str = typer.Option(
+        None,
+        "--truncated-thinking",
+        help="A response that opened <think> and never closed it: wrong (default for mathverify) or "
+        "search (grade it anyway; default for reference, as PAPO does).",
+    ),
+    think_in_prompt: bool = typer.Option(
+        None,
+        "--think-in-prompt/--no-think-in-prompt",
+        help="The chat template opens <think> in the prompt (R1-distill style), so every response thinks.",
+    ),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Data-parallel processes, each with its own engine (or launch with torchrun)."
+    ),
     engine: str = typer.Option(
         None, "--engine", help="auto (vllm if installed with CUDA, else hf), hf or vllm."
     ),
@@ -264,6 +194,10 @@ def eval_command(
     if list_:
         _list_benchmarks()
         raise typer.Exit(0)
+    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        from fastgrpo.eval.parallel import command_line, launch
+
+        raise typer.Exit(launch(command_line(ctx, drop=("nproc",)), nproc))
 
     from fastgrpo.data.io import DataSourceError
     from fastgrpo.eval.data import load_items
@@ -276,10 +210,13 @@ def eval_command(
         make_engine,
         resolve_engine_kind,
     )
+    from fastgrpo.eval.parallel import assign_devices, from_env
     from fastgrpo.eval.prompts import EvalSetupError, has_vision
     from fastgrpo.eval.registry import UnknownBenchmarkError, resolve_names
     from fastgrpo.eval.report import print_results
     from fastgrpo.eval.runner import EvalParams, evaluate
+    from fastgrpo.eval.scoring import TRUNCATED_THINKING_MODES
+    from fastgrpo.eval.specs import build_specs, split_assignments
 
     cfg = load_or_exit(config, None) if config is not None else None
     explicit = _explicit_eval_keys(config) if config is not None else []
@@ -296,6 +233,9 @@ def eval_command(
     scorer = scorer or (cfg.eval.scorer if cfg else "mathverify")
     if scorer not in ("mathverify", "reference"):
         raise fail(f"--scorer must be mathverify or reference, got {scorer!r}")
+    truncated_thinking = truncated_thinking or (cfg.eval.truncated_thinking if cfg else None)
+    if truncated_thinking is not None and truncated_thinking not in TRUNCATED_THINKING_MODES:
+        raise fail(f"--truncated-thinking must be wrong or search, got {truncated_thinking!r}")
     engine_kind = engine or (cfg.rollout.engine if cfg else "auto")
     if engine_kind not in ("auto", "hf", "vllm"):
         raise fail(f"--engine must be auto, hf or vllm, got {engine_kind!r}")
@@ -309,13 +249,10 @@ def eval_command(
         "prompt": prompt,
     }
     try:
-        specs = _build_specs(
-            names,
-            _split_assignments(data, names, "--data"),
-            _split_assignments(split, names, "--split"),
-            keys,
+        specs = build_specs(
+            names, split_assignments(data, names, "--data"), split_assignments(split, names, "--split"), keys
         )
-    except UnknownBenchmarkError as e:
+    except (UnknownBenchmarkError, EvalSetupError) as e:
         raise fail(str(e)) from None
 
     params = EvalParams.from_eval_config(cfg.eval, explicit) if cfg else EvalParams()
@@ -337,6 +274,10 @@ def eval_command(
     _quiet_library_progress()
     try:
         kind = resolve_engine_kind(engine_kind)
+        tp = cfg.rollout.tensor_parallel_size if kind == "vllm" and cfg is not None else 1
+        dp = from_env()  # under torchrun (or --nproc): this process is one data-parallel rank
+        if dp is not None:
+            assign_devices(dp, per_rank=tp)
         pixels = {
             "min_pixels": min_pixels or (cfg.data.min_pixels if cfg else REFERENCE_MIN_PIXELS),
             "max_pixels": max_pixels or (cfg.data.max_pixels if cfg else REFERENCE_MAX_PIXELS),
@@ -362,11 +303,12 @@ def eval_command(
         loaded = load_model(model_path, device="cpu" if kind == "vllm" else None, **load)
         micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call
         rollout = make_engine(kind, loaded, micro_batch_size=micro, **vllm_kwargs)
-        console.print(
-            f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
-            f"(engine {kind}, scorer {scorer})",
-            highlight=False,
-        )
+        if dp is None or dp.rank == 0:
+            console.print(
+                f"[bold]eval[/] {model_path} on {', '.join(s.name for s in specs)} -> {out_dir} "
+                f"(engine {kind}, scorer {scorer}{f', {dp.world} processes' if dp else ''})",
+                highlight=False,
+            )
         results = evaluate(
             loaded.model,
             loaded.tokenizer,
@@ -386,14 +328,16 @@ def eval_command(
             timeout_s=timeout,
             progress=not no_progress,
             items=questions,
+            truncated_thinking=truncated_thinking,
+            # --think-in-prompt not given (None): not taken to think; template detection can supply it here
+            think_in_prompt=bool(think_in_prompt),
+            data_parallel=dp,
         )
-    except (
-        DataSourceError,
-        EvalSetupError,
-        ModelLoadError,
-        EngineUnavailableError,
-        UnknownBenchmarkError,
-    ) as e:
+    except (DataSourceError, EvalSetupError, ModelLoadError, EngineUnavailableError, UnknownBenchmarkError) as e:
+        raise fail(str(e)) from None
+    except RuntimeError as e:
+        if "data-parallel" not in str(e):
+            raise
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         console.print(
@@ -402,6 +346,8 @@ def eval_command(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    if dp is not None and dp.rank != 0:
+        return
     print_results(results)
     console.print(
         f"wrote {out_dir}/results.json, results.md, generations.jsonl, accuracy_vs_length.png",

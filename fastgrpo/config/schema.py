@@ -236,7 +236,7 @@ class ActorConfig:
 @dataclass
 class RewardConfig:
     reward_function: str = "builtin:math"
-    """`builtin:math` (math-verify + multiple choice), `builtin:reference` (the PAPO rule), `path/to/file.py:function`
+    """`builtin:math` (math-verify + multiple choice), `builtin:reference` (the PAPO rule, via mathruler), `path/to/file.py:function`
     or `module:function`."""
     template: Literal["think_boxed", "think_answer"] = "think_boxed"
     """Response format the built-in rewards check and take the answer from: `think_boxed` (`<think>...</think>`
@@ -315,8 +315,13 @@ class EvalConfig:
     max_new_tokens: int = 2048
     """Most tokens generated per evaluation response."""
     scorer: Literal["mathverify", "reference"] = "mathverify"
-    """`mathverify`: the training grader (math-verify, option letters); `reference`: the PAPO reference rule
-    (last `\\boxed{}`, string then sympy equality), to compare with published tables."""
+    """`mathverify`: the training grader (math-verify, option letters); `reference`: PAPO-Eval's own rule through
+    the `mathruler` package (last `\\boxed{}`, string then sympy equality, PAPO's gold+newline label), to compare
+    with published tables."""
+    truncated_thinking: Literal["wrong", "search"] | None = None
+    """A response that opened `<think>` (or whose prompt did) and never closed it: `wrong` grades it wrong
+    (the lm-eval / lighteval convention), `search` grades whatever answer it holds; null: `wrong` for
+    mathverify, `search` for reference (PAPO's code has no such rule). Counted in results.json either way."""
     limit: int | None = None
     """Evaluate only the first N questions of each benchmark (data.val_files included); null: all."""
     data_dir: str | None = None

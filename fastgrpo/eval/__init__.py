@@ -18,6 +18,7 @@ from fastgrpo.data.io import DataSourceError
 from fastgrpo.eval.choices import format_options, parse_options
 from fastgrpo.eval.data import EvalItem, load_items
 from fastgrpo.eval.engine import EngineUnavailableError, LoadedModel, ModelLoadError, load_model, make_engine
+from fastgrpo.eval.metrics import maj_at_k, pass_at_k
 from fastgrpo.eval.prompts import (
     EvalSetupError,
     ProcessorPromptBuilder,
@@ -69,8 +70,10 @@ __all__ = [
     "load_items",
     "load_model",
     "load_results",
+    "maj_at_k",
     "make_engine",
     "parse_options",
+    "pass_at_k",
     "plot_accuracy_vs_length",
     "print_results",
     "resolve_names",

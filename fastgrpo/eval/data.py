@@ -19,6 +19,7 @@ from fastgrpo.data.io import LOCAL_SUFFIXES, DataSourceError, load_table
 from fastgrpo.eval.choices import LETTERS, parse_options
 from fastgrpo.eval.registry import BenchmarkSpec
 from fastgrpo.log import get_logger
+from fastgrpo.reward.reference import papo_label
 
 log = get_logger("eval.data")
 
@@ -38,6 +39,9 @@ class EvalItem:
     images: list[Any] = field(default_factory=list)
     """PIL images or resolved image paths, loaded when the prompt is built."""
     group: str | None = None
+    label: str | None = None
+    """The ground truth PAPO-Eval grades against (`fastgrpo.reward.papo_label` of the gold as stored:
+    for ShareGPT rows the unstripped assistant turn); None: `papo_label(answer)`. Used by `--scorer reference`."""
 
 
 def _local_candidates(spec: BenchmarkSpec, data_dir: Path) -> list[Path]:
@@ -98,7 +102,7 @@ def locate(spec: BenchmarkSpec, data_dir: str | Path | None = None) -> tuple[dat
     try:
         return _load_hub(spec), None
     except DataSourceError as e:
-        looked = "\n  ".join(str(p) for p in tried[:12]) or "(no --data-dir given)"
+        looked = "\n  ".join(str(p) for p in tried) or "(no --data-dir given)"
         stems = ", ".join(dict.fromkeys((spec.name, *spec.local_names)))
         raise DataSourceError(
             f"benchmark {spec.name!r} ({spec.title}) not found.\n"
@@ -222,7 +226,7 @@ def _content(message: dict[str, Any]) -> str:
     return str(value if value is not None else message.get("value", ""))
 
 
-def _sharegpt_turns(row: dict[str, Any], spec: BenchmarkSpec) -> tuple[str, str]:
+def _sharegpt_turns(row: dict[str, Any], spec: BenchmarkSpec) -> tuple[str, str, Any]:
     messages = _column(row, spec.fields.messages, spec)
     user = next((m for m in messages if (m.get("role") or m.get("from")) in ("user", "human")), None)
     if user is None:
@@ -231,7 +235,7 @@ def _sharegpt_turns(row: dict[str, Any], spec: BenchmarkSpec) -> tuple[str, str]
     gold = next((m for m in rest if (m.get("role") or m.get("from")) in ("assistant", "gpt")), None)
     if gold is None:
         raise DataSourceError(f"{spec.name}: a ShareGPT row has no assistant (gold answer) message")
-    return _content(user), _content(gold).strip()
+    return _content(user), _content(gold).strip(), gold.get("content", gold.get("value"))
 
 
 def _gold(raw: Any, spec: BenchmarkSpec) -> str:
@@ -259,8 +263,9 @@ def rows_to_items(
     ids = [str(v) for v in ds[f.id]] if use_ids and f.id else None
     items: list[EvalItem] = []
     for i, row in enumerate(ds):
+        raw: Any = None
         if f.format == "sharegpt":
-            question, answer = _sharegpt_turns(row, spec)
+            question, answer, raw = _sharegpt_turns(row, spec)
         else:
             question = str(_column(row, f.question, spec))
             answer = "" if f.answer_index else _gold(_column(row, f.answer, spec), spec)
@@ -290,6 +295,7 @@ def rows_to_items(
                 options,
                 [im for im in images if im is not None],
                 group,
+                label=papo_label(raw) if f.format == "sharegpt" else None,
             )
         )
     return items

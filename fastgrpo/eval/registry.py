@@ -120,7 +120,9 @@ def _papo(
     qtype: QuestionType,
     archive: str,
     aliases: tuple[str, ...] = (),
+    local: tuple[str, ...] = (),
 ) -> BenchmarkSpec:
+    """A PAPO_eval split; `local`: other file stems for it (PAPO-Eval's own `data/papo/<stem>.json` names)."""
     return BenchmarkSpec(
         name=name,
         title=title,
@@ -133,7 +135,7 @@ def _papo(
         sampling=VISION_SAMPLING,
         expected_rows=rows,
         image_archive=archive,
-        local_names=(split,),
+        local_names=(split, *local),
         aliases=aliases,
     )
 
@@ -176,6 +178,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "multiple_choice",
             "AI4Math_MathVerse_vision_dependent_images.zip",
             aliases=("mathverse_vision_dependent",),
+            local=("AI4Math_MathVerse-vision-dependent",),
         ),
         _papo("mathvista", "MathVista", "AI4Math_MathVista", 1000, "mixed", "AI4Math_MathVista_images.zip"),
         _papo(
@@ -185,7 +188,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             200,
             "free_form",
             "BUAADreamer_clevr_count_70k_images.zip",
-            aliases=("clevr_count", "superclevr"),
+            aliases=("clevr_count",),
         ),
         _vppo("dynamath", "DynaMath", "DynaMath_DynaMath_Sample", 3666),
         _papo(
@@ -216,6 +219,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "multiple_choice",
             "We-Math_We-Math_images.zip",
             aliases=("we_math",),
+            local=("We-Math_We-Math",),
         ),
         BenchmarkSpec(
             name="aokvqa",
@@ -284,6 +288,13 @@ GROUPS: dict[str, list[str]] = {
     "vision": [k for k, s in BENCHMARKS.items() if s.modality == "vision"],
     "text": [k for k, s in BENCHMARKS.items() if s.modality == "text"],
 }
+
+
+POOLS: dict[str, tuple[str, ...]] = {
+    "vision_dependent": ("clevr", "mmmu_pro", "mathverse_v"),
+}
+"""Pooled accuracies reported when every member was evaluated: the mean over all their questions (not over
+the benchmarks), as PAPO-Eval's `run_eval` computes its vision-dependent number from the concatenated files."""
 
 
 class UnknownBenchmarkError(KeyError):

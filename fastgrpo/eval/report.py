@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fastgrpo.eval.metrics import maj_at_k, pass_at_k
 from fastgrpo.utils.io import atomic_write_json, atomic_write_text
 
 RESULTS_JSON = "results.json"
@@ -41,6 +42,20 @@ def summarize_records(per_question: Sequence[Sequence[dict[str, Any]]]) -> dict[
     tokens = _mean(r["tokens"] for r in flat)
     truncated = _mean(1.0 if r.get("finish") == "length" else 0.0 for r in flat)
     fmt = _mean(float(r["format"]) for r in flat if r.get("format") is not None)
+    cut_thinking = sum(1 for r in flat if r.get("truncated_thinking"))
+    k_max = min((len(recs) for recs in answered), default=0)
+    pass_k = {
+        str(k): round(
+            100.0
+            * _mean(pass_at_k(len(recs), sum(bool(r["correct"]) for r in recs), k) for recs in answered),  # type: ignore[operator]
+            4,
+        )
+        for k in range(1, k_max + 1)
+    }
+    maj_k = {
+        str(k): round(100.0 * _mean(maj_at_k(recs, k) for recs in answered), 4)  # type: ignore[operator]
+        for k in range(1, k_max + 1)
+    }
     return {
         "accuracy": None if acc is None else round(100.0 * acc, 4),
         "mean_tokens": None if tokens is None else round(tokens, 2),
@@ -49,7 +64,11 @@ def summarize_records(per_question: Sequence[Sequence[dict[str, Any]]]) -> dict[
         "pass_at_n": None
         if not answered
         else round(100.0 * _mean(any(r["correct"] for r in recs) for recs in answered), 4),  # type: ignore[arg-type]
+        "pass_at_k": pass_k,
+        "maj_at_k": maj_k,
         "truncated_pct": None if truncated is None else round(100.0 * truncated, 2),
+        "truncated_thinking": cut_thinking,
+        "truncated_thinking_pct": round(100.0 * cut_thinking / len(flat), 2) if flat else None,
         "format_pct": None if fmt is None else round(100.0 * fmt, 2),
         "timeouts": sum(1 for r in flat if r.get("timeout")),
     }
@@ -116,6 +135,16 @@ def results_table(results: dict[str, Any], title: str | None = None) -> Table:
             "",
             style="bold",
         )
+    for pool, p in (results.get("pooled") or {}).items():
+        table.add_row(
+            f"{pool} (pooled)",
+            _fmt(p["accuracy"]),
+            _fmt(p["mean_tokens"], 1),
+            _fmt(p["questions"]),
+            _fmt(p["samples"]),
+            "",
+            style="italic",
+        )
     return table
 
 
@@ -127,7 +156,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: {results.get('model', 'model')}",
         "",
-        f"- scorer: `{results.get('scorer')}`; engine: `{results.get('engine')}`",
+        f"- scorer: `{results.get('scorer')}`; engine: `{results.get('engine')}`; truncated thinking: "
+        f"`{results.get('truncated_thinking', '-')}`",
         "- accuracy: avg@n (per question the mean over its n samples, then the mean over questions)",
         f"- tokens: {results.get('length_definition', LENGTH_DEFINITION)}",
         "",
@@ -146,6 +176,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"| **Average** | **{_fmt(avg.get('accuracy'))}** | **{_fmt(avg.get('mean_tokens'), 1)}** | | "
         f"{avg.get('samples', '')} | | | | | |"
     )
+    for pool, p in (results.get("pooled") or {}).items():
+        lines.append(
+            f"| *{pool} (pooled: {', '.join(p['benchmarks'])})* | {_fmt(p['accuracy'])} | "
+            f"{_fmt(p['mean_tokens'], 1)} | {p['questions']} | {p['samples']} | | | | | |"
+        )
     for name, b in results["benchmarks"].items():
         if not b.get("groups"):
             continue
@@ -162,7 +197,39 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"| {g} | {_fmt(s['accuracy'])} | {_fmt(s['mean_tokens'], 1)} | {s['questions']} | "
                 f"{s['samples']} |"
             )
+    lines += _pass_maj_markdown(results)
     return "\n".join(lines) + "\n"
+
+
+def _pass_maj_markdown(results: dict[str, Any]) -> list[str]:
+    """pass@k and maj@k for every k <= n, per benchmark and per group; truncated-thinking counts."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for name, b in results["benchmarks"].items():
+        rows.append((b.get("title", name), b))
+        key = b.get("group_key", "group")
+        rows += [(f"{b.get('title', name)}, {key}={g}", s) for g, s in (b.get("groups") or {}).items()]
+    k_max = max((len(s.get("pass_at_k") or {}) for _, s in rows), default=0)
+    if not k_max:
+        return []
+    ks = [str(k) for k in range(1, k_max + 1)]
+    out = [
+        "",
+        "## pass@k and maj@k (%)",
+        "",
+        "pass@k: unbiased estimate 1 - C(n-c, k) / C(n, k) per question, mean over questions; maj@k: the "
+        "majority answer of a question's first k samples is correct. Truncated thinking: responses that "
+        "opened `<think>` and never closed it.",
+        "",
+        "| Benchmark | metric | " + " | ".join(f"k={k}" for k in ks) + " | truncated thinking |",
+        "|---|---|" + "---:|" * len(ks) + "---:|",
+    ]
+    for label, s in rows:
+        cut = f"{s.get('truncated_thinking', 0)} ({_fmt(s.get('truncated_thinking_pct'))}%)"
+        for metric, key in (("pass@k", "pass_at_k"), ("maj@k", "maj_at_k")):
+            vals = s.get(key) or {}
+            cells = " | ".join(_fmt(vals.get(k)) for k in ks)
+            out.append(f"| {label} | {metric} | {cells} | {cut if metric == 'pass@k' else ''} |")
+    return out
 
 
 def write_reports(results: dict[str, Any], out_dir: str | Path, plot: bool = True) -> None:

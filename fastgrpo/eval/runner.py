@@ -29,13 +29,14 @@ from rich.progress import (
 from fastgrpo import __version__
 from fastgrpo.eval.data import EvalItem, load_items
 from fastgrpo.eval.engine import eos_token_ids
+from fastgrpo.eval.parallel import DataParallel
 from fastgrpo.eval.prompts import (
     EvalSetupError,
     VisionPromptBuilder,
     build_prompt,
     default_vision_builder,
 )
-from fastgrpo.eval.registry import BenchmarkSpec, get_benchmark
+from fastgrpo.eval.registry import POOLS, BenchmarkSpec, get_benchmark
 from fastgrpo.eval.report import (
     LENGTH_DEFINITION,
     RESULTS_JSON,
@@ -44,7 +45,7 @@ from fastgrpo.eval.report import (
     write_reports,
 )
 from fastgrpo.eval.scoring import EvalScorer
-from fastgrpo.eval.store import GENERATIONS, GenerationStore
+from fastgrpo.eval.store import GENERATIONS, GenerationStore, merge_shards, shard_path
 from fastgrpo.log import console, get_logger, is_rank0
 from fastgrpo.rollout.base import RolloutEngine, SamplingParams
 
@@ -146,11 +147,7 @@ def summarize_benchmark(
 ) -> dict[str, Any]:
     """avg@n over `items` from the stored records (sample idx < n), plus per-group stats when grouped."""
 
-    def recs(it: EvalItem) -> list[dict[str, Any]]:
-        out = [store.get((spec.name, it.prompt_id, i)) for i in range(n)]
-        return [r for r in out if r is not None]
-
-    per_question = [recs(it) for it in items]
+    per_question = [_records(store, spec.name, it, n) for it in items]
     out = summarize_records(per_question)
     if spec.fields.group:
         groups: dict[str, list[list[dict[str, Any]]]] = {}
@@ -216,6 +213,9 @@ def evaluate(
     progress: bool = True,
     plot: bool = True,
     items: Mapping[str, list[EvalItem]] | None = None,
+    truncated_thinking: str | None = None,
+    think_in_prompt: bool = False,
+    data_parallel: DataParallel | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
 
@@ -225,6 +225,9 @@ def evaluate(
     accuracy_vs_length.png. `out_dir=None` keeps everything in memory (no resume). Under
     torch.distributed (FSDP) call it on every rank: all ranks step the HF engine together, rank 0 writes.
     `items`: questions already loaded per benchmark name (the CLI loads data before the weights).
+    `truncated_thinking` (`wrong` | `search`, default per scorer) and `think_in_prompt` (the chat
+    template opens `<think>` itself): see `fastgrpo.eval.scoring`. `data_parallel`: this process is one
+    of N, each with its own engine, splitting the questions (`fastgrpo.eval.parallel`); needs `out_dir`.
     """
     specs = [as_spec(b) for b in benchmarks]
     eval_params = (
@@ -245,41 +248,61 @@ def evaluate(
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
         engine = HFRolloutEngine(model, pad_token_id=pad, eos_token_ids=sorted(eos))
     out = Path(out_dir) if out_dir is not None else None
-    writer = is_rank0()  # under torch.distributed every rank generates in lockstep; rank 0 writes
-    store = GenerationStore(out / GENERATIONS if out is not None else None, read_only=not writer)
+    dp = data_parallel if data_parallel is not None and data_parallel.world > 1 else None
+    if dp is not None and out is None:
+        raise ValueError(
+            "data-parallel evaluation needs an out_dir (the ranks meet in its generations files)"
+        )
+    # under torch.distributed (FSDP) every rank generates in lockstep and rank 0 writes; data-parallel ranks
+    # each write their own shard file, rank 0 merges and reports
+    writer = dp.rank == 0 if dp is not None else is_rank0()
+    if out is not None and writer:
+        merge_shards(out / GENERATIONS)  # shards a killed data-parallel run left behind
+    if dp is not None:
+        dp.barrier("merged")
+    store = GenerationStore(
+        out / GENERATIONS if out is not None else None,
+        read_only=dp is not None or not writer,
+        append_path=shard_path(out / GENERATIONS, dp.rank) if dp is not None and out is not None else None,
+    )
     name = model_name or str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model")
+    grader_ctx = EvalScorer(
+        scorer,
+        template=template,
+        num_workers=num_workers,
+        timeout_s=timeout_s,
+        reward_scorer=reward_scorer,
+        truncated_thinking=truncated_thinking,
+        think_in_prompt=think_in_prompt,
+    )
     results: dict[str, Any] = {
         "model": name,
         "scorer": scorer,
+        "truncated_thinking": grader_ctx.truncated_thinking,
+        "think_in_prompt": think_in_prompt,
         "template": template,
         "engine": engine_name or type(engine).__name__,
         "length_definition": LENGTH_DEFINITION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fastgrpo_version": __version__,
         "limit": limit,
+        "processes": dp.world if dp is not None else 1,
         "benchmarks": {},
     }
-    with (
-        EvalScorer(
-            scorer,
-            template=template,
-            num_workers=num_workers,
-            timeout_s=timeout_s,
-            reward_scorer=reward_scorer,
-        ) as grader,
-        _progress(progress and writer) as bar,
-    ):
+    plan: list[tuple[BenchmarkSpec, SamplingParams, list[EvalItem]]] = []
+    with grader_ctx as grader, _progress(progress and writer) as bar:
         for spec in specs:
             sp = eval_params.resolve(spec)
-            sampling = {k: v for k, v in dataclasses.asdict(sp).items()}
-            _warn_if_settings_changed(out, spec.name, sampling)
+            _warn_if_settings_changed(out if writer else None, spec.name, dataclasses.asdict(sp))
             questions = (
                 items[spec.name] if items and spec.name in items else load_items(spec, data_dir, limit)
             )
-            _rescore(spec, questions, sp.n, store, grader)
-            batches = _plan(questions, sp.n, store, batch_size)
+            plan.append((spec, sp, questions))
+            mine = dp.shard(questions) if dp is not None else questions
+            _rescore(spec, mine, sp.n, store, grader)
+            batches = _plan(mine, sp.n, store, batch_size)
             total = sum(len(m) for b in batches for _, m in b)
-            done_before = len(questions) * sp.n - total
+            done_before = len(mine) * sp.n - total
             if done_before:
                 log.info(
                     "%s: %d samples already in %s, %d to generate", spec.name, done_before, store.path, total
@@ -290,19 +313,53 @@ def evaluate(
                 store.append(records)
                 if bar is not None:
                     bar.advance(task, len(records))
-            summary = summarize_benchmark(spec, questions, sp.n, store)
-            results["benchmarks"][spec.name] = {
-                "title": spec.title,
-                "source": spec.source_label,
-                "modality": spec.modality,
-                "question_type": spec.question_type,
-                "sampling": sampling,
-                **summary,
-            }
-    results["average"] = average_row(results["benchmarks"])
-    if out is not None and writer:
+    if dp is not None:
+        dp.barrier("generated")
+        if writer:
+            merge_shards(out / GENERATIONS)  # type: ignore[operator]
+            store = GenerationStore(out / GENERATIONS, read_only=True)  # type: ignore[operator]
+    if dp is None or writer:  # lockstep ranks hold every record in memory: they summarize too
+        _summarize_all(results, plan, store)
+    if writer and out is not None:
         write_reports(results, out, plot=plot)
+    if dp is not None:
+        results = dp.broadcast(results if writer else None, "results")
     return results
+
+
+def _summarize_all(
+    results: dict[str, Any],
+    plan: list[tuple[BenchmarkSpec, SamplingParams, list[EvalItem]]],
+    store: GenerationStore,
+) -> None:
+    """Per-benchmark summaries, the average row and the pooled accuracies (e.g. PAPO's vision-dependent)."""
+    per_question: dict[str, list[list[dict[str, Any]]]] = {}
+    for spec, sp, questions in plan:
+        summary = summarize_benchmark(spec, questions, sp.n, store)
+        per_question[spec.name] = [_records(store, spec.name, it, sp.n) for it in questions]
+        results["benchmarks"][spec.name] = {
+            "title": spec.title,
+            "source": spec.source_label,
+            "modality": spec.modality,
+            "question_type": spec.question_type,
+            "sampling": dataclasses.asdict(sp),
+            **summary,
+        }
+    results["average"] = average_row(results["benchmarks"])
+    pooled = {}
+    for pool, members in POOLS.items():
+        if all(m in per_question for m in members):
+            pooled[pool] = {
+                "benchmarks": list(members),
+                **summarize_records([q for m in members for q in per_question[m]]),
+            }
+    if pooled:
+        results["pooled"] = pooled
+
+
+def _records(store: GenerationStore, bench: str, it: EvalItem, n: int) -> list[dict[str, Any]]:
+    out = [store.get((bench, it.prompt_id, i)) for i in range(n)]
+    return [r for r in out if r is not None]
 
 
 def _run_batch(
@@ -348,7 +405,9 @@ def _run_batch(
                 "finish": "stop" if ids and ids[-1] in eos else "length",
                 "format": sc.format,
                 "timeout": sc.timeout,
+                "truncated_thinking": sc.truncated_thinking,
                 "scorer": grader.mode,
+                "grader": grader.key,
                 "group": item.group,
             }
         )
@@ -363,7 +422,7 @@ def _rescore(
     for it in items:
         for i in range(n):
             rec = store.get((spec.name, it.prompt_id, i))
-            if rec is not None and rec.get("scorer") != grader.mode:
+            if rec is not None and rec.get("grader") != grader.key:
                 stale.append((rec, it))
     if not stale:
         return
@@ -377,7 +436,9 @@ def _rescore(
                 "correct": sc.correct,
                 "format": sc.format,
                 "timeout": sc.timeout,
+                "truncated_thinking": sc.truncated_thinking,
                 "scorer": grader.mode,
+                "grader": grader.key,
                 "answer": it.answer,
             }
         )

@@ -24,12 +24,7 @@ from fastgrpo.reward.extract import (
     strip_think,
 )
 from fastgrpo.reward.math_grader import TEMPLATES, accuracy_reward, combine, format_reward, grade, math_equal
-from fastgrpo.reward.reference import (
-    reference_accuracy,
-    reference_extract,
-    reference_grade_answer,
-    reference_normalize,
-)
+from fastgrpo.reward.reference import papo_label, reference_accuracy, reference_extract
 from fastgrpo.reward.scorer import RewardScorer, ScoreResult
 
 __all__ = [
@@ -52,9 +47,8 @@ __all__ = [
     "math_equal",
     "normalize_option_text",
     "normalize_reward_output",
+    "papo_label",
     "reference_accuracy",
     "reference_extract",
-    "reference_grade_answer",
-    "reference_normalize",
     "strip_think",
 ]

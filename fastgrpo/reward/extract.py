@@ -168,8 +168,11 @@ def extract_answer(response: str, template: str = "think_boxed") -> str | None:
 # ----------------------------------------------------------------------------- multiple choice
 
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|textit|operatorname)\s*\{([^{}]*)\}")
-_LETTER_ONLY = re.compile(r"^\(?\s*([A-Z])\s*\)?\s*[.:)]?$")
-_LETTER_LEAD = re.compile(r"^\(\s*([A-Z])\s*\)|^([A-Z])\s*[.:)]\s+\S|^([A-Z])\s*[.:)]$")
+_LETTER_ONLY = re.compile(r"^[(\[]?\s*([A-Z])\s*[)\]]?\s*[.:)]?$")
+# the same shapes with a lower-case letter: only where the question is known to be multiple choice
+_LETTER_ONLY_ANY_CASE = re.compile(r"^[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:)]?$")
+_LETTER_LEAD = re.compile(r"^[(\[]\s*([A-Z])\s*[)\]]|^([A-Z])\s*[.:)]\s+\S|^([A-Z])\s*[.:)]$")
+_LETTER_LEAD_ANY_CASE = re.compile(r"^[(\[]\s*([A-Za-z])\s*[)\]]\s*\S|^([A-Za-z])[.)]\s+\S")
 _LETTER_PHRASE = re.compile(
     r"(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s*)?[(\[]?\s*([A-Z])\s*[)\]]?(?![A-Za-z])",
     re.IGNORECASE,
@@ -199,13 +202,16 @@ def is_choice_letter(text: str, num_choices: int | None = None) -> str | None:
     return letter
 
 
-def extract_choice_letter(text: str, num_choices: int | None = None) -> str | None:
+def extract_choice_letter(
+    text: str, num_choices: int | None = None, allow_lower: bool = False
+) -> str | None:
     """The option letter an answer names, or None.
 
-    Why: multiple-choice answers come as "B", "(B)", "B.", "(B) 12 cm",
+    Why: multiple-choice answers come as "B", "(B)", "[B]", "B.", "(B) 12 cm",
     "B: 12", "Option B", "The answer is (B)". Only upper-case letters count
-    (a lone lower-case letter is more likely a variable); with `num_choices`
-    the letter must be one of the options.
+    unless `allow_lower` (a lone lower-case letter is more likely a variable;
+    the grader allows it when the gold is an option letter, where "b" / "(b)"
+    can only mean option B); with `num_choices` the letter must be one of the options.
     """
     t = _clean(text)
     if not t:
@@ -224,6 +230,10 @@ def extract_choice_letter(text: str, num_choices: int | None = None) -> str | No
     m = _LETTER_LEAD.match(t)
     if m:
         return ok(next(g for g in m.groups() if g))
+    if allow_lower:
+        m = _LETTER_ONLY_ANY_CASE.match(t) or _LETTER_LEAD_ANY_CASE.match(t)
+        if m:
+            return ok(next(g for g in m.groups() if g).upper())
     matches = _LETTER_PHRASE.findall(t)
     if matches:
         return ok(matches[-1].upper() if len(matches[-1]) == 1 else None)

@@ -124,7 +124,27 @@ def _parse(text: str, timeout: int | None, boxed: bool) -> list[Any]:
 @functools.lru_cache(maxsize=4096)
 def _parse_gold_cached(gold: str, timeout: int | None) -> tuple[Any, ...]:
     # Ground truths repeat G times per group: parse each once per process.
-    return tuple(_parse(_strip_dollars(gold), timeout, boxed=True))
+    return tuple(_parse(_canonical(_strip_dollars(gold)), timeout, boxed=True))
+
+
+_DEGREE = re.compile(r"\s*(?:°|\\degree(?![A-Za-z])|\\textdegree(?![A-Za-z]))")
+_PLAIN_MIXED = re.compile(r"(-?)(\d+)\s+(\d+)\s*/\s*(\d+)")
+_END_PERIOD = re.compile(r"(?<=\d)\.\s*$")
+
+
+def _canonical(s: str) -> str:
+    """Spellings math-verify misses, rewritten into ones it reads (gold and prediction alike).
+
+    * `60°`, `60\\degree` -> `60^{\\circ}` (math-verify drops `^\\circ`, so a degree answer
+      matches a plain number both ways);
+    * a whole-answer plain mixed number `4 2/3` -> `4\\frac{2}{3}` (math-verify reads that as 14/3);
+    * a sentence's full stop after a number, `\\$72.` -> `\\$72`.
+    """
+    s = _DEGREE.sub(r"^{\\circ}", s)
+    m = _PLAIN_MIXED.fullmatch(s.strip())
+    if m:
+        s = f"{m.group(1)}{m.group(2)}\\frac{{{m.group(3)}}}{{{m.group(4)}}}"
+    return _END_PERIOD.sub("", s)
 
 
 def _loose(s: str) -> str:
@@ -160,7 +180,7 @@ def math_equal(
             return True
         if len(pred) > max(max_answer_chars, 4 * len(gold)):
             return False
-        p = _parse(pred, t, boxed=True)
+        p = _parse(_canonical(pred), t, boxed=True)
     elif fallback_text:
         p = _parse(fallback_text[-max(max_answer_chars, 4 * len(gold)) :], t, boxed=False)
     else:
@@ -193,7 +213,7 @@ def _choice_accuracy(
         if 0 <= gi < len(choices):
             gold_idx_text = re.sub(r"^\(?[A-Z]\)?[.:)]\s*", "", str(choices[gi]).strip())
     pred_src = answer if answer is not None else (tail.strip().splitlines() or [""])[-1]
-    pred_letter = extract_choice_letter(pred_src, n)
+    pred_letter = extract_choice_letter(pred_src, n, allow_lower=True)
     if pred_letter is None and choices:
         pred_letter = match_option_text(pred_src, choices)
         if pred_letter is None and answer is not None and gold_idx_text:

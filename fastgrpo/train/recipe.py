@@ -378,7 +378,7 @@ class FastGRPORecipe:
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
-            timeout_s=cfg.reward.timeout_s,
+            timeout_s=cfg.reward.timeout_s, truncated_thinking=cfg.eval.truncated_thinking,
         )
         return flat_metrics(results, prefix="val")
 
