@@ -46,7 +46,15 @@ from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_e
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
 from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_logprobs
-from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
+from fastgrpo.train.checkpoint import (
+    CheckpointError,
+    CheckpointSaveError,
+    clean_stale_temp,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fastgrpo.train.dist import (
     DistInfo,
     all_gather_objects,
@@ -63,6 +71,7 @@ from fastgrpo.train.model import (
     load_tokenizer,
     shard_fsdp2,
 )
+from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
 from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
 log = get_logger(__name__)
@@ -73,6 +82,20 @@ WEIGHTED_LOSS_METRICS = ("pg_loss", "kl_loss", "total_loss", "pg_clipfrac", "ppo
 
 class TrainingError(RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
+
+    exit_code = 1
+
+
+class BadCheckpointError(TrainingError):
+    """trainer.resume names a checkpoint that is incomplete or damaged (bad input: exit 2)."""
+
+    exit_code = 2
+
+
+class TrainingStopped(TrainingError):
+    """A signal stopped the run after its checkpoint was saved; rerunning the command resumes it."""
+
+    exit_code = EXIT_STOPPED
 
 
 @dataclass
@@ -279,13 +302,28 @@ class FastGRPORecipe:
         mode = self.cfg.trainer.resume
         clean_stale_temp(self.ckpt_root, self.info)
         if mode == "none":
-            return 0
-        path = latest_checkpoint(self.ckpt_root) if mode == "auto" else Path(mode)
-        if path is None:
-            return 0
-        if not (path / "trainer_state.json").exists():
-            raise TrainingError(f"trainer.resume={mode}: {path} is not a checkpoint folder (no trainer_state.json)")
-        state = load_checkpoint(path, self.model, self.optimizer, self.info)
+            return self._rewind_logs(0)
+        if mode == "auto":
+            good, damaged = complete_checkpoints(self.ckpt_root)
+            newest_good = good[-1][0] if good else -1
+            for bad, problem in damaged:
+                if int(bad.name.rsplit("_", 1)[-1]) > newest_good:
+                    log.warning("skipping checkpoint %s: %s", bad, problem)
+            if not good:
+                if damaged:
+                    log.warning("no complete checkpoint in %s: starting from step 0", self.ckpt_root)
+                return self._rewind_logs(0)
+            path = good[-1][1]
+        else:
+            path = Path(mode)
+            if not path.is_dir():
+                raise BadCheckpointError(f"trainer.resume={mode}: no such checkpoint folder")
+        try:
+            state = load_checkpoint(path, self.model, self.optimizer, self.info)
+        except CheckpointError as e:
+            hint = ("; set trainer.resume=auto to use the newest complete one, or point it at another "
+                    "global_step_* folder")
+            raise BadCheckpointError(f"trainer.resume={mode}: {e}{hint}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         # The config's learning rate wins over the checkpoint's (e.g. resuming with a lower actor.lr).
         self.scheduler.base_lrs = [self.cfg.actor.lr] * len(self.optimizer.param_groups)
@@ -294,11 +332,15 @@ class FastGRPORecipe:
             group["lr"] = self.cfg.actor.lr * self._lr_lambda(self.scheduler.last_epoch)
         self.sampler.load_state_dict(state["sampler"])
         self.window.load_state_dict(state["difficulty_window"])
-        step = int(state["step"])
+        step = self._rewind_logs(int(state["step"]))
+        log.info("resumed from %s (step %d)", path, step)
+        return step
+
+    def _rewind_logs(self, step: int) -> int:
+        """Drop log lines past `step`, so the files read as one uninterrupted run."""
         if self.info.is_main:
             truncate_jsonl(self.logger.metrics_path, step)
             truncate_jsonl(self.logger.samples_path, step)
-        log.info("resumed from %s (step %d)", path, step)
         return step
 
     def _save(self, step: int) -> Path:
@@ -311,8 +353,11 @@ class FastGRPORecipe:
             "sampler": self.sampler.state_dict(),
             "difficulty_window": self.window.state_dict(),
         }
-        path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
-                               self.cfg.trainer.save_limit)
+        try:
+            path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
+                                   self.cfg.trainer.save_limit)
+        except CheckpointSaveError as e:
+            raise TrainingError(str(e)) from None
         log.info("saved checkpoint %s", path)
         return path
 
@@ -325,17 +370,25 @@ class FastGRPORecipe:
         last_saved = start
         step = start
         interrupted = False
+        stopped_by = 0
         progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
             disable=not self.info.is_main,
         )
         try:
-            with progress, self.scorer:
+            with progress, self.scorer, StopRequest() as stop:
                 task = progress.add_task("train", total=self.total_steps, completed=start)
                 if self.cfg.trainer.val_before_train and start == 0:
                     self.logger.log(0, self.validate(0))
                 for step in range(start + 1, self.total_steps + 1):
+                    stopped_by = stop.agreed(self.info)  # collective: every rank stops after the same step
+                    if stopped_by:
+                        step -= 1
+                        if self.info.is_main:
+                            console.print(f"[yellow]{signal_name(stopped_by)}: stopping after step {step}; "
+                                          "saving a checkpoint[/]")
+                        break
                     metrics, samples = self.train_step(step)
                     val_freq = self.cfg.trainer.val_freq
                     if val_freq > 0 and (step % val_freq == 0 or step == self.total_steps):
@@ -358,8 +411,15 @@ class FastGRPORecipe:
             if done > last_saved:
                 console.print(f"[yellow]interrupted: saving a checkpoint at step {done}[/]")
                 self._save(done)
-            raise TrainingError(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
+            raise TrainingStopped(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
+        if stopped_by:
+            return self._stop(stopped_by, step)
         return self.run_dir
+
+    def _stop(self, signum: int, step: int) -> Path:
+        """After a stop signal (the last finished step is saved by then): say how to resume."""
+        raise TrainingStopped(f"stopped by {signal_name(signum)} after step {step} (checkpoint "
+                              f"{latest_checkpoint(self.ckpt_root)}); resume with the same command")
 
     def validate(self, step: int) -> dict[str, float]:
         """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
