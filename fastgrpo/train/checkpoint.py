@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -48,6 +49,8 @@ log = get_logger(__name__)
 STEP_DIR = re.compile(r"^global_step_(\d+)$")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+SAVE_ERRORS = (Exception, CheckpointException)
+"""What a failed save raises (DCP's CheckpointException is a BaseException that wraps every rank's error)."""
 
 
 class CheckpointError(RuntimeError):
@@ -159,7 +162,7 @@ def _root_cause(e: BaseException) -> BaseException:
         failures = getattr(cur, "failures", None)
         if isinstance(failures, dict):
             for f in failures.values():
-                inner = getattr(f, "exception", f)
+                inner = f[0] if isinstance(f, tuple) and f else f  # (exception, stack summary)
                 if isinstance(inner, BaseException):
                     stack.append(inner)
         for nxt in (cur.__cause__, cur.__context__):
@@ -199,7 +202,7 @@ def save_checkpoint(
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-    except Exception as e:
+    except SAVE_ERRORS as e:
         error = e
     if _all_ok(error is None, info):
         try:
@@ -208,7 +211,7 @@ def save_checkpoint(
             dcp.save({"model": model_sd}, checkpoint_id=str(tmp / "model"))
             dcp.save({"optim": optim_sd}, checkpoint_id=str(tmp / "optim"))
             torch.save(rng_state(), tmp / f"rng_rank{info.rank}.pt")
-        except Exception as e:
+        except SAVE_ERRORS as e:
             error = e
         if _all_ok(error is None, info) and info.is_main:
             try:
@@ -221,7 +224,7 @@ def save_checkpoint(
                     final.rename(old)
                 tmp.rename(final)
                 shutil.rmtree(old, ignore_errors=True)
-            except Exception as e:
+            except SAVE_ERRORS as e:
                 error = e
     failed = not _all_ok(error is None, info)
     if failed:
@@ -288,7 +291,7 @@ def load_checkpoint(
         return _load(path, model, optimizer, info)
     except CheckpointError:
         raise
-    except Exception as e:  # damage the sizes cannot show (e.g. flipped bytes)
+    except SAVE_ERRORS as e:  # damage the sizes cannot show (e.g. flipped bytes)
         raise CheckpointError(path, f"it could not be loaded ({type(e).__name__}: {str(e)[:300]})") from e
 
 
