@@ -37,11 +37,12 @@ from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, dump_config, to_dict
-from fastgrpo.data.io import DataSourceError
+from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
 from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
 from fastgrpo.log import console, get_logger
 from fastgrpo.reward import RewardScorer
+from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
@@ -106,6 +107,7 @@ class Group:
     response_ids: list[list[int]]
     texts: list[str]
     scores: dict[str, list[float]]  # accuracy / format / overall, per response
+    errors: list[str | None] | None = None  # the reward function's exception per response (None: scored)
 
     @property
     def lengths(self) -> list[int]:
@@ -134,6 +136,7 @@ class FastGRPORecipe:
         # Everything that can fail on bad input happens before the run directory exists.
         if not cfg.data.train_files:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
+        self.bad_rows = BadRows(cfg.data.on_bad_row)
         try:
             self.vision = is_vision_model(cfg.model)
             self.val_benchmarks = self._val_benchmarks()
@@ -142,10 +145,13 @@ class FastGRPORecipe:
                                                                  cfg.data.min_pixels, cfg.data.max_pixels,
                                                                  trust_remote_code=cfg.model.trust_remote_code)
                 self.tokenizer = self.processor.tokenizer
-                if not info.is_main:  # rank 0 computes (and caches) the image complexity first
+                # Local rank 0 of each node computes (and caches) the image complexity first; the others
+                # read its cache (per node: the cache folder need not be shared between nodes).
+                if info.local_rank != 0:
                     barrier(info)
-                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor)
-                if info.is_main:
+                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor,
+                                                    bad_rows=self.bad_rows)
+                if info.local_rank == 0:
                     barrier(info)
                 text_only = sum(1 for e in self.examples if not e.images)
                 if text_only and info.world_size > 1:
@@ -159,7 +165,7 @@ class FastGRPORecipe:
             else:
                 self.processor = None
                 self.tokenizer = load_tokenizer(cfg.model)
-                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
+                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer, bad_rows=self.bad_rows)
         except (ModelLoadError, DataSourceError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
@@ -197,6 +203,7 @@ class FastGRPORecipe:
             format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
             num_workers=cfg.reward.num_workers,
         )
+        self.reward_errors = RewardErrorBudget(cfg.reward.reward_function, cfg.reward.max_error_fraction)
         self.logger = RunLogger(self.run_dir, cfg.trainer.logger, info.is_main, to_dict(cfg),
                                 cfg.trainer.project_name, cfg.trainer.experiment_name)
 
@@ -458,6 +465,8 @@ class FastGRPORecipe:
         n_tokens = sum(sum(g.lengths) for g in groups)
         metrics.update({"time/step": t2 - t0, "time/rollout": t1 - t0, "time/update": t2 - t1,
                         "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9)})
+        if self.cfg.data.on_bad_row == "skip":
+            metrics["data/skipped_rows"] = float(self.bad_rows.skipped)
         return metrics, self._sample_records(groups, batch)
 
     # -------------------------------------------------------------- rollouts
@@ -483,9 +492,11 @@ class FastGRPORecipe:
             result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
                                        [e.extras for e in mine for _ in range(n)])
             timeouts += result.timeouts
+            errors = [None if t else e for e, t in zip(result.error_messages, result.timed_out, strict=True)]
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
-                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")})
+                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
+                      errors[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
             ]
             gathered = all_gather_objects(local, info)
@@ -495,11 +506,18 @@ class FastGRPORecipe:
             filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
             round_ += 1
         self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
+        failures = [RewardFailure(g.example.uid, g.texts[j], err) for g in candidates
+                    for j, err in enumerate(g.errors or []) if err]
+        try:  # every rank holds the same gathered groups, so all stop or none does
+            self.reward_errors.check(step, failures, sum(len(g.texts) for g in candidates))
+        except RewardFunctionError as e:
+            raise TrainingError(str(e)) from None
         result = filler.result()
         if not result.full:
             log.warning("step %d: %s", step, result.warning)
         metrics = dict(result.metrics)
         metrics["reward/timeouts"] = float(timeouts)
+        metrics["reward/errors"] = float(len(failures))
         if not result.items:
             raise TrainingError(
                 f"step {step}: online filtering kept no group in {result.tries} tries (bounds [{low}, {high}]); "
@@ -679,5 +697,6 @@ class FastGRPORecipe:
                     "answer": g.example.answer, "accuracy": g.scores["accuracy"][j],
                     "reward": float(batch["reward"][gi, j]), "length": g.lengths[j],
                     "hard": bool(batch["is_hard"][gi]),
+                    **({"reward_error": g.errors[j]} if g.errors and g.errors[j] else {}),
                 })
         return out

@@ -7,6 +7,7 @@ what it loses; benchmarks/RESULTS.md ("Reliability") reports these outcomes.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from fastgrpo.train.checkpoint import MANIFEST, checkpoint_problem, list_checkpo
 from fastgrpo.train.recipe import BadCheckpointError, TrainingError, TrainingStopped, train
 from fastgrpo.train.signals import EXIT_STOPPED
 
-from .conftest import read_metrics, toy_config, toy_overrides
+from .conftest import REWARD_FILE, read_metrics, toy_config, toy_overrides
 from .test_recipe import REPO, _assert_metrics_close, _cli
 
 # Online filtering on, as in the 1-vs-2-process parity test: the refill rounds are part of what must resume exactly.
@@ -316,3 +317,60 @@ def test_two_nodes_on_loopback_reproduce_the_two_process_run(tiny_model: Path, t
     ckpt = tmp_path / "run" / "checkpoints" / "global_step_000004"
     assert checkpoint_problem(ckpt) is None
     assert {p.name for p in ckpt.glob("rng_rank*.pt")} == {"rng_rank0.pt", "rng_rank1.pt"}
+
+
+# ------------------------------------------------------------------------------ reward errors
+
+
+@pytest.fixture(scope="module")
+def exploding_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy prompts; the 4 rows with a == 1 (an eighth) make the flaky reward function raise."""
+    path = tmp_path_factory.mktemp("explode") / "train.jsonl"
+    rows = [{"problem": f"{a}+{b}", "answer": str(a + b), "explode": a == 1} for a in range(1, 9) for b in range(1, 5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_reward_errors_within_budget_score_zero_and_are_logged(tiny_model: Path, exploding_data: Path,
+                                                               tmp_path: Path, fastgrpo_log: _Records) -> None:
+    run_dir = train(toy_config(tiny_model, exploding_data, tmp_path, **{
+        "reward.reward_function": f"{REWARD_FILE}:flaky_digit_fraction", "reward.max_error_fraction": 0.9,
+        "trainer.max_steps": 4, "trainer.log_samples": 16}))
+    rows = read_metrics(run_dir)
+    assert len(rows) == 4 and sum(r["reward/errors"] for r in rows) > 0
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    exploded = [s for s in samples if s["uid"] < 4]  # rows 0-3 are a == 1
+    assert exploded and all(s["accuracy"] == 0 and s["reward_error"].startswith("ValueError: cannot score")
+                            for s in exploded)
+    assert all("reward_error" not in s for s in samples if s["uid"] >= 4)
+    logged = [m for m in fastgrpo_log.messages if "reward function" in m and "raised" in m]
+    assert len(logged) == 3  # the first occurrences only; the rest are counted in reward/errors
+    assert "ValueError: cannot score" in logged[0] and "the response scores 0" in logged[0] and "response '" in logged[0]
+
+
+def test_reward_errors_above_the_budget_stop_the_run(tiny_model: Path, exploding_data: Path, tmp_path: Path) -> None:
+    cfg = toy_config(tiny_model, exploding_data, tmp_path, **{
+        "reward.reward_function": f"{REWARD_FILE}:flaky_digit_fraction", "trainer.max_steps": 8})
+    with pytest.raises(TrainingError) as info:  # default budget 0.1: a step with one such prompt (of 4) stops
+        train(cfg)
+    msg = str(info.value)
+    assert re.search(r"step \d+: the reward function .*flaky_digit_fraction raised on \d+ of 16 responses "
+                     r"\(\d+% > reward.max_error_fraction=0.1\); first: ValueError: cannot score", msg), msg
+    assert "raise reward.max_error_fraction" in msg
+
+
+# ------------------------------------------------------------------------------------ bad data rows
+
+
+def test_training_on_a_file_with_a_broken_line(tiny_model: Path, toy_data: Path, tmp_path: Path,
+                                               fastgrpo_log: _Records) -> None:
+    lines = toy_data.read_text().splitlines()
+    lines[6] = lines[6][:-5]  # cut short, as by a crashed writer
+    data = tmp_path / "bad.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError, match=rf"^{data} line 7: invalid JSON: .*data\.on_bad_row=skip"):
+        train(toy_config(tiny_model, data, tmp_path, **{"trainer.max_steps": 1}))
+    assert not (tmp_path / "run").exists()  # nothing started
+    run_dir = train(toy_config(tiny_model, data, tmp_path, **{"trainer.max_steps": 1, "data.on_bad_row": "skip"}))
+    assert read_metrics(run_dir)[0]["data/skipped_rows"] == 1.0
+    assert any(f"skipped 1 bad row(s) of {data} (first: {data} line 7: invalid JSON" in m for m in fastgrpo_log.messages)
