@@ -63,7 +63,7 @@ def train_command(
         train(cfg)
     except TrainingStopped as e:
         if is_rank0():
-            console.print(f"[yellow]stopped:[/] {escape(str(e))}", highlight=False)
+            console.print(f"[yellow]{escape(str(e))}[/]", highlight=False)
         raise typer.Exit(e.exit_code) from None
     except TrainingError as e:
         raise fail(str(e), code=e.exit_code) from None
