@@ -384,7 +384,7 @@ class FastGRPORecipe:
             disable=not self.info.is_main,
         )
         try:
-            with progress, self.scorer, StopRequest() as stop:
+            with progress, self.scorer, StopRequest(allow_immediate=not self.info.distributed) as stop:
                 task = progress.add_task("train", total=self.total_steps, completed=start)
                 if self.cfg.trainer.val_before_train and start == 0:
                     self.logger.log(0, self.validate(0))

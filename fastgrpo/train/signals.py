@@ -8,14 +8,18 @@ collectives (a hang or an abort). The handler only records the signal; at the
 start of every step the ranks all-reduce the flag, so all of them finish the same
 step, save one checkpoint together and exit with `EXIT_STOPPED`.
 
-A second Ctrl-C raises `KeyboardInterrupt` at once (single process: the step in
-progress is abandoned and the last finished one is saved).
+In a single process a second Ctrl-C (a second or more after the first) raises
+`KeyboardInterrupt` at once: the step in progress is abandoned and the last finished one
+saved. Under torchrun a terminal's Ctrl-C reaches each worker twice (directly, and
+forwarded by torchrun), and an exception mid-collective would hang the other ranks, so
+there every further signal is only recorded.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +35,10 @@ EXIT_STOPPED = 75
 class StopRequest:
     """Install with `with StopRequest() as stop:`; `stop.agreed(info)` is a collective."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_immediate: bool = True) -> None:
         self.signum: int = 0
+        self.allow_immediate = allow_immediate
+        self._first_at = 0.0
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -47,9 +53,11 @@ class StopRequest:
         self._old.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum and signum == signal.SIGINT:
+        now = time.monotonic()
+        if self.signum and signum == signal.SIGINT and self.allow_immediate and now - self._first_at >= 1.0:
             raise KeyboardInterrupt  # the impatient second Ctrl-C
-        self.signum = self.signum or signum
+        if not self.signum:
+            self.signum, self._first_at = signum, now
 
     def agreed(self, info: DistInfo) -> int:
         """The signal any rank received (0: none). Every rank must call it at the same point."""
