@@ -266,12 +266,13 @@ def two_process_reference(tiny_model: Path, toy_data: Path, tmp_path_factory: py
 @pytest.mark.slow
 def test_sigterm_to_torchrun_stops_both_ranks_after_the_same_step(tiny_model: Path, toy_data: Path, tmp_path: Path,
                                                                   two_process_reference: list[dict]) -> None:
-    """torchrun forwards SIGTERM to its workers; they agree on the step, save together and resume exactly."""
-    cmd = _torchrun("--standalone", "--nproc_per_node=2", run_root=tmp_path, extra=TWO_PROC, tiny_model=tiny_model,
-                    toy_data=toy_data)
+    """SIGTERM to the launcher only, as a scheduler would: `fastgrpo train --nproc 2` passes it to torchrun,
+    torchrun to its two workers; they agree on the step, save together and resume exactly (the reference
+    is a plain `torchrun --standalone` run)."""
+    cmd = _cli("--nproc", "2", *toy_overrides(tiny_model, toy_data, tmp_path, **TWO_PROC))
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for_steps(tmp_path / "run", 1, proc)
-    proc.send_signal(signal.SIGTERM)  # to the launcher only, as a scheduler would
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     step = _stopped_after(err, "SIGTERM")  # rank 0's line; torchrun itself exits non-zero after a signal
     assert proc.returncode != 0 and "Unable to shutdown process" not in err  # no worker needed SIGKILL
@@ -374,3 +375,15 @@ def test_training_on_a_file_with_a_broken_line(tiny_model: Path, toy_data: Path,
     run_dir = train(toy_config(tiny_model, data, tmp_path, **{"trainer.max_steps": 1, "data.on_bad_row": "skip"}))
     assert read_metrics(run_dir)[0]["data/skipped_rows"] == 1.0
     assert any(f"skipped 1 bad row(s) of {data} (first: {data} line 7: invalid JSON" in m for m in fastgrpo_log.messages)
+
+
+def test_same_size_damage_that_dcp_cannot_load_is_the_same_error(tiny_model: Path, toy_data: Path,
+                                                                 tmp_path: Path) -> None:
+    ckpts = _run_to_4(tiny_model, toy_data, tmp_path)
+    meta = ckpts / "global_step_000004" / "model" / ".metadata"
+    meta.write_bytes(b"\0" * meta.stat().st_size)  # the sizes still match the manifest
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 6,
+                                                        "trainer.resume": str(ckpts / "global_step_000004")})
+    with pytest.raises(BadCheckpointError, match=r"global_step_000004 is incomplete or damaged: it could not be "
+                                                  r"loaded \("):
+        train(cfg)
