@@ -40,7 +40,8 @@ def train_command(
 
     Ctrl-C, SIGTERM and SIGUSR1 (preemption, a SLURM time limit) stop the run after
     the step in progress, on every rank, save a checkpoint and exit with status 75;
-    Ctrl-C twice stops at once. Multi-node: see docs/cluster.md.
+    in one process, Ctrl-C twice stops at once. Plain torchrun forwards SIGUSR1 only
+    with --signals-to-handle SIGTERM,SIGINT,SIGUSR1. Multi-node: see docs/cluster.md.
 
     Exit status: 0 done, 1 training failed, 2 bad config/input (e.g. a damaged
     checkpoint named by trainer.resume), 75 stopped by a signal (rerun to resume).
