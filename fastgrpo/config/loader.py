@@ -288,6 +288,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"rollout.top_p must be in (0, 1], got {cfg.rollout.top_p}")
     if cfg.rollout.temperature < 0:
         raise ConfigError("rollout.temperature must be >= 0")
+    if not 0 <= cfg.reward.max_error_fraction <= 1:
+        raise ConfigError(f"reward.max_error_fraction must be in [0, 1], got {cfg.reward.max_error_fraction}")
     loggers = {"console", "jsonl", "tensorboard", "wandb"}
     for i, name in enumerate(cfg.trainer.logger):
         if name not in loggers:

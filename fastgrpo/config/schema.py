@@ -64,6 +64,10 @@ class DataConfig:
     filter_overlong_prompts: bool = True
     """Drop prompts longer than max_prompt_length (a warning counts them); false: keep their last
     max_prompt_length tokens. Prompts with images are always dropped (cutting would cut image tokens)."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    """A row that cannot be used (a JSON-lines line that is not a JSON object, a null or empty prompt, a null
+    answer): `error` stops before training, naming the file, the line or row and the problem; `skip` drops such
+    rows, prints their count with the first reasons, and logs it as data/skipped_rows in every step's metrics."""
 
 
 @dataclass
@@ -250,6 +254,10 @@ class RewardConfig:
     num_workers: int = 2
     """Scoring worker processes (a stuck one is killed and replaced); 0: score in the trainer process. Validation
     grades in the same pool (with a custom reward_function, in a pool of this size and timeout_s)."""
+    max_error_fraction: float = 0.1
+    """A response whose reward function raises scores 0 (the first few errors are logged with the response, all
+    are counted in reward/errors); the run stops only when more than this fraction of one step's responses fail,
+    in [0, 1] (1: never stop)."""
 
 
 @dataclass
@@ -266,11 +274,15 @@ class TrainerConfig:
     max_steps: int | None = None
     """Stop after this many steps (default: one pass over the data per epoch)."""
     save_freq: int = 50
-    """Save a checkpoint every this many steps; <= 0: only the final one (always saved, also on Ctrl-C)."""
+    """Save a checkpoint every this many steps; <= 0: only the final one (always saved, also when Ctrl-C, SIGTERM
+    or SIGUSR1 stops the run after its current step)."""
     save_limit: int = 3
-    """Checkpoints kept in the run dir, newest first; older ones are deleted. <= 0: keep all."""
+    """Complete checkpoints kept in the run dir, newest first; older ones are deleted, only once the new one is
+    complete (a failed save deletes nothing). <= 0: keep all."""
     resume: str = "auto"
-    """`auto` (latest checkpoint in the run dir), `none`, or a checkpoint path."""
+    """`auto`: the newest complete checkpoint in the run dir (an incomplete or damaged newer one is skipped with a
+    warning naming it); `none`; or a checkpoint path, which must be complete (else exit 2 naming the bad file).
+    Complete: its manifest.json, written last, lists every file with its size, and they match."""
     val_freq: int = -1
     """Validate on eval.benchmarks and data.val_files every this many steps and at the last step; -1 (any
     value <= 0): never."""

@@ -14,7 +14,7 @@ import jinja2
 import torch
 
 from fastgrpo.config import DataConfig
-from fastgrpo.data.io import DataSourceError, load_table
+from fastgrpo.data.io import BadRows, DataSourceError, load_table
 from fastgrpo.log import get_logger
 
 log = get_logger(__name__)
@@ -58,9 +58,24 @@ def render_prompt(tokenizer: Any, content: str, template: jinja2.Template | None
     return (system_prompt + "\n" if system_prompt else "") + user
 
 
-def load_prompts(source: str, cfg: DataConfig, tokenizer: Any) -> list[PromptExample]:
-    """Read and tokenize every row; overlong prompts are dropped (and counted) when configured."""
-    table = load_table(source)
+def row_problem(row: dict[str, Any], cfg: DataConfig) -> str | None:
+    """Why a row cannot be a training prompt (None: it can); shared by the text and vision loaders."""
+    prompt, answer = row.get(cfg.prompt_key), row.get(cfg.answer_key)
+    if prompt is None or not str(prompt).strip():
+        return f"the prompt (data.prompt_key={cfg.prompt_key!r}) is {'null' if prompt is None else 'empty'}"
+    if answer is None:
+        return f"the answer (data.answer_key={cfg.answer_key!r}) is null"
+    return None
+
+
+def load_prompts(source: str, cfg: DataConfig, tokenizer: Any, bad_rows: BadRows | None = None) -> list[PromptExample]:
+    """Read and tokenize every row; overlong prompts are dropped (and counted) when configured.
+
+    A row without a prompt or an answer (or a broken JSON line) is handled per data.on_bad_row;
+    pass `bad_rows` to read the count of skipped rows afterwards.
+    """
+    bad_rows = bad_rows if bad_rows is not None else BadRows(cfg.on_bad_row)
+    table = load_table(source, bad_rows=bad_rows)
     missing = [k for k in (cfg.prompt_key, cfg.answer_key) if k not in table.column_names]
     if missing:
         raise DataSourceError(
@@ -72,6 +87,10 @@ def load_prompts(source: str, cfg: DataConfig, tokenizer: Any) -> list[PromptExa
     dropped = 0
     skip = {cfg.prompt_key, cfg.answer_key, cfg.image_key}
     for uid, row in enumerate(table):
+        problem = row_problem(row, cfg)
+        if problem is not None:
+            bad_rows.bad(f"{source} row {uid} (counting from 0)", problem)
+            continue
         text = render_prompt(tokenizer, str(row[cfg.prompt_key]), template, cfg.system_prompt)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > cfg.max_prompt_length:
@@ -85,6 +104,7 @@ def load_prompts(source: str, cfg: DataConfig, tokenizer: Any) -> list[PromptExa
         extras = {k: v for k, v in row.items() if k not in skip}
         examples.append(PromptExample(uid=uid, prompt_ids=ids, prompt_text=text, answer=str(row[cfg.answer_key]),
                                       images=images, extras=extras))
+    bad_rows.report(source)
     if dropped:
         log.warning("dropped %d of %d prompts longer than data.max_prompt_length=%d", dropped, len(table),
                     cfg.max_prompt_length)

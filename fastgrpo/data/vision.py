@@ -39,8 +39,8 @@ from typing import Any
 import torch
 
 from fastgrpo.config import DataConfig
-from fastgrpo.data.io import DataSourceError, load_table
-from fastgrpo.data.prompts import PromptExample, load_format_template
+from fastgrpo.data.io import BadRows, DataSourceError, load_table
+from fastgrpo.data.prompts import PromptExample, load_format_template, row_problem
 from fastgrpo.log import get_logger
 from fastgrpo.rollout.base import PromptInput
 
@@ -424,14 +424,16 @@ def _data_dir(source: str) -> Path | None:
 
 
 def load_vision_prompts(source: str, cfg: DataConfig, processor: VisionProcessor,
-                        cache_dir: str | Path | None = None) -> list[VisionPromptExample]:
+                        cache_dir: str | Path | None = None,
+                        bad_rows: BadRows | None = None) -> list[VisionPromptExample]:
     """Read, render and tokenize every row with its images; drop overlong prompts; set complexity.
 
     Image tokens count toward `data.max_prompt_length`. Rows without images are text prompts.
     Complexity: the normalised image measure (cached on disk, see `compute_image_complexity`)
     averaged with the normalised text token count.
     """
-    table = load_table(source)
+    bad_rows = bad_rows if bad_rows is not None else BadRows(cfg.on_bad_row)
+    table = load_table(source, bad_rows=bad_rows)
     missing = [k for k in (cfg.prompt_key, cfg.answer_key) if k not in table.column_names]
     if missing:
         raise DataSourceError(
@@ -448,6 +450,10 @@ def load_vision_prompts(source: str, cfg: DataConfig, processor: VisionProcessor
     examples: list[VisionPromptExample] = []
     dropped = 0
     for uid, row in enumerate(table):
+        problem = row_problem(row, cfg)
+        if problem is not None:
+            bad_rows.bad(f"{source} row {uid} (counting from 0)", problem)
+            continue
         cell = row.get(cfg.image_key)
         cells = [] if cell is None else cell if isinstance(cell, list) else [cell]
         refs = [_as_reference(c, base_dir) for c in cells if c is not None]
@@ -465,6 +471,7 @@ def load_vision_prompts(source: str, cfg: DataConfig, processor: VisionProcessor
         extras = {k: v for k, v in row.items() if k not in skip}
         examples.append(VisionPromptExample(uid=uid, prompt_ids=ids, prompt_text=text, answer=str(row[cfg.answer_key]),
                                             images=refs, extras=extras, raw_prompt_ids=raw, image_sizes=sizes))
+    bad_rows.report(source)
     if dropped:
         log.warning("dropped %d of %d prompts longer than data.max_prompt_length=%d (image tokens included)",
                     dropped, len(table), cfg.max_prompt_length)

@@ -1,14 +1,15 @@
 """Find a checkpoint in a run directory and read its DCP model state on one process.
 
-Why not `fastgrpo.train.checkpoint`: export runs long after training, without a
+Why not `fastgrpo.train.checkpoint`'s loader: export runs long after training, without a
 process group or the training model; it needs the full (unsharded) tensors and
-their names only, read straight from the DCP metadata.
+their names only, read straight from the DCP metadata. The run layout and the
+completeness test (`checkpoint_problem`: the manifest and its file sizes) are the
+trainer's own, so export trusts exactly the checkpoints a resume would.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,10 @@ import torch
 import yaml
 
 from fastgrpo.export.errors import ExportError
+from fastgrpo.log import get_logger
+from fastgrpo.train.checkpoint import MANIFEST, STEP_DIR, checkpoint_problem, complete_checkpoints
 
-STEP_DIR = re.compile(r"^global_step_(\d+)$")
+log = get_logger("export")
 MODEL_KEY = "model"
 """Top-level key of the model DCP: the trainer saves `{"model": state_dict}`."""
 EXPORT_MARKER = "fastgrpo_export.json"
@@ -58,20 +61,22 @@ class CheckpointInfo:
 
 
 def is_checkpoint_dir(path: Path) -> bool:
-    return (path / "model" / ".metadata").is_file()
+    """A folder meant as one checkpoint (complete or not): named global_step_N, or holding its files."""
+    return bool(STEP_DIR.match(path.name)) or (path / MANIFEST).is_file() or (path / "model" / ".metadata").is_file()
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first (the trainer renames them into place when done)."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        m = STEP_DIR.match(p.name)
-        if m and p.is_dir() and is_checkpoint_dir(p):
-            found.append((int(m.group(1)), p))
-    return sorted(found)
+    """Complete checkpoints of a run, oldest first (see `fastgrpo.train.checkpoint.checkpoint_problem`)."""
+    return complete_checkpoints(run_dir / "checkpoints")[0]
+
+
+def _check_complete(ckpt: Path) -> None:
+    problem = checkpoint_problem(ckpt)
+    if problem is not None:
+        raise ExportError(
+            f"checkpoint {ckpt} is incomplete or damaged: {problem}. Export another one (--step, or the run "
+            "directory for the newest complete checkpoint)"
+        )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -132,18 +137,27 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> CheckpointI
             )
         run_dir = p.parent.parent if p.parent.name == "checkpoints" else None
         ckpt = p
+        _check_complete(ckpt)
     else:
         run_dir = p.parent if p.name == "checkpoints" else p
-        found = list_checkpoints(run_dir)
+        found, damaged = complete_checkpoints(run_dir / "checkpoints")
+        if step is not None:
+            named = [c for c, _ in damaged if STEP_DIR.match(c.name) and int(c.name.rsplit("_", 1)[-1]) == step]
+            if named:
+                _check_complete(named[0])
         if not found:
+            bad = f" ({len(damaged)} incomplete or damaged: {damaged[-1][1]})" if damaged else ""
             raise ExportError(
-                f"{run_dir} has no checkpoints (looked for {run_dir / 'checkpoints'}/global_step_*/model): "
+                f"{run_dir} has no checkpoints{bad} (looked for {run_dir / 'checkpoints'}/global_step_*): "
                 "train with trainer.save_freq > 0 (a final checkpoint is saved at the end of training), "
                 "or pass a checkpoint folder"
             )
         steps = [s for s, _ in found]
         if step is None:
             ckpt_step, ckpt = found[-1]
+            for bad_dir, problem in damaged:
+                if int(bad_dir.name.rsplit("_", 1)[-1]) > ckpt_step:
+                    log.warning("skipping checkpoint %s: %s", bad_dir, problem)
         else:
             matches = [c for s, c in found if s == step]
             if not matches:

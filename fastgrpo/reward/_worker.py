@@ -85,7 +85,10 @@ def _run_one(fn: Any, item: dict[str, Any], timeout_s: float | None) -> tuple[st
 
 def worker_main(conn: Any, spec: str, fn_kwargs: dict[str, Any], timeout_s: float | None) -> None:
     """Entry point of a pool worker (module-level so every start method can pickle it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    # Ctrl-C and stop signals are the parent's business: a scheduler that signals the whole process
+    # group must not kill the scorers of the step the trainer is finishing (the parent ends them).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     try:
         fn = load_reward_function(spec, **fn_kwargs)
         if spec.startswith("builtin:"):

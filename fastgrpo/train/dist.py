@@ -89,6 +89,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def all_reduce_max_int(value: int, info: DistInfo) -> int:
+    """The largest `value` over all ranks (a flag or a signal number); also a barrier."""
+    if not info.distributed:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64, device=info.device)  # nccl needs a device tensor
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -37,16 +37,25 @@ from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, dump_config, to_dict
-from fastgrpo.data.io import DataSourceError
+from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
 from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
 from fastgrpo.log import console, get_logger
 from fastgrpo.reward import RewardScorer
+from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
 from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_logprobs
-from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
+from fastgrpo.train.checkpoint import (
+    CheckpointError,
+    CheckpointSaveError,
+    clean_stale_temp,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fastgrpo.train.dist import (
     DistInfo,
     all_gather_objects,
@@ -63,6 +72,7 @@ from fastgrpo.train.model import (
     load_tokenizer,
     shard_fsdp2,
 )
+from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
 from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
 log = get_logger(__name__)
@@ -74,6 +84,20 @@ WEIGHTED_LOSS_METRICS = ("pg_loss", "kl_loss", "total_loss", "pg_clipfrac", "ppo
 class TrainingError(RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
 
+    exit_code = 1
+
+
+class BadCheckpointError(TrainingError):
+    """trainer.resume names a checkpoint that is incomplete or damaged (bad input: exit 2)."""
+
+    exit_code = 2
+
+
+class TrainingStopped(TrainingError):
+    """A signal stopped the run after its checkpoint was saved; rerunning the command resumes it."""
+
+    exit_code = EXIT_STOPPED
+
 
 @dataclass
 class Group:
@@ -83,6 +107,7 @@ class Group:
     response_ids: list[list[int]]
     texts: list[str]
     scores: dict[str, list[float]]  # accuracy / format / overall, per response
+    errors: list[str | None] | None = None  # the reward function's exception per response (None: scored)
 
     @property
     def lengths(self) -> list[int]:
@@ -111,6 +136,7 @@ class FastGRPORecipe:
         # Everything that can fail on bad input happens before the run directory exists.
         if not cfg.data.train_files:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
+        self.bad_rows = BadRows(cfg.data.on_bad_row)
         try:
             self.vision = is_vision_model(cfg.model)
             self.val_benchmarks = self._val_benchmarks()
@@ -119,10 +145,13 @@ class FastGRPORecipe:
                                                                  cfg.data.min_pixels, cfg.data.max_pixels,
                                                                  trust_remote_code=cfg.model.trust_remote_code)
                 self.tokenizer = self.processor.tokenizer
-                if not info.is_main:  # rank 0 computes (and caches) the image complexity first
+                # Local rank 0 of each node computes (and caches) the image complexity first; the others
+                # read its cache (per node: the cache folder need not be shared between nodes).
+                if info.local_rank != 0:
                     barrier(info)
-                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor)
-                if info.is_main:
+                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor,
+                                                    bad_rows=self.bad_rows)
+                if info.local_rank == 0:
                     barrier(info)
                 text_only = sum(1 for e in self.examples if not e.images)
                 if text_only and info.world_size > 1:
@@ -136,7 +165,7 @@ class FastGRPORecipe:
             else:
                 self.processor = None
                 self.tokenizer = load_tokenizer(cfg.model)
-                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
+                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer, bad_rows=self.bad_rows)
         except (ModelLoadError, DataSourceError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
@@ -174,6 +203,7 @@ class FastGRPORecipe:
             format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
             num_workers=cfg.reward.num_workers,
         )
+        self.reward_errors = RewardErrorBudget(cfg.reward.reward_function, cfg.reward.max_error_fraction)
         self.logger = RunLogger(self.run_dir, cfg.trainer.logger, info.is_main, to_dict(cfg),
                                 cfg.trainer.project_name, cfg.trainer.experiment_name)
 
@@ -279,13 +309,28 @@ class FastGRPORecipe:
         mode = self.cfg.trainer.resume
         clean_stale_temp(self.ckpt_root, self.info)
         if mode == "none":
-            return 0
-        path = latest_checkpoint(self.ckpt_root) if mode == "auto" else Path(mode)
-        if path is None:
-            return 0
-        if not (path / "trainer_state.json").exists():
-            raise TrainingError(f"trainer.resume={mode}: {path} is not a checkpoint folder (no trainer_state.json)")
-        state = load_checkpoint(path, self.model, self.optimizer, self.info)
+            return self._rewind_logs(0)
+        if mode == "auto":
+            good, damaged = complete_checkpoints(self.ckpt_root)
+            newest_good = good[-1][0] if good else -1
+            for bad, problem in damaged:
+                if int(bad.name.rsplit("_", 1)[-1]) > newest_good:
+                    log.warning("skipping checkpoint %s: %s", bad, problem)
+            if not good:
+                if damaged:
+                    log.warning("no complete checkpoint in %s: starting from step 0", self.ckpt_root)
+                return self._rewind_logs(0)
+            path = good[-1][1]
+        else:
+            path = Path(mode)
+            if not path.is_dir():
+                raise BadCheckpointError(f"trainer.resume={mode}: no such checkpoint folder")
+        try:
+            state = load_checkpoint(path, self.model, self.optimizer, self.info)
+        except CheckpointError as e:
+            hint = ("; set trainer.resume=auto to use the newest complete one, or point it at another "
+                    "global_step_* folder")
+            raise BadCheckpointError(f"trainer.resume={mode}: {e}{hint}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         # The config's learning rate wins over the checkpoint's (e.g. resuming with a lower actor.lr).
         self.scheduler.base_lrs = [self.cfg.actor.lr] * len(self.optimizer.param_groups)
@@ -294,11 +339,15 @@ class FastGRPORecipe:
             group["lr"] = self.cfg.actor.lr * self._lr_lambda(self.scheduler.last_epoch)
         self.sampler.load_state_dict(state["sampler"])
         self.window.load_state_dict(state["difficulty_window"])
-        step = int(state["step"])
+        step = self._rewind_logs(int(state["step"]))
+        log.info("resumed from %s (step %d)", path, step)
+        return step
+
+    def _rewind_logs(self, step: int) -> int:
+        """Drop log lines past `step`, so the files read as one uninterrupted run."""
         if self.info.is_main:
             truncate_jsonl(self.logger.metrics_path, step)
             truncate_jsonl(self.logger.samples_path, step)
-        log.info("resumed from %s (step %d)", path, step)
         return step
 
     def _save(self, step: int) -> Path:
@@ -311,8 +360,11 @@ class FastGRPORecipe:
             "sampler": self.sampler.state_dict(),
             "difficulty_window": self.window.state_dict(),
         }
-        path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
-                               self.cfg.trainer.save_limit)
+        try:
+            path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
+                                   self.cfg.trainer.save_limit)
+        except CheckpointSaveError as e:
+            raise TrainingError(str(e)) from None
         log.info("saved checkpoint %s", path)
         return path
 
@@ -325,17 +377,25 @@ class FastGRPORecipe:
         last_saved = start
         step = start
         interrupted = False
+        stopped_by = 0
         progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
             disable=not self.info.is_main,
         )
         try:
-            with progress, self.scorer:
+            with progress, self.scorer, StopRequest(allow_immediate=not self.info.distributed) as stop:
                 task = progress.add_task("train", total=self.total_steps, completed=start)
                 if self.cfg.trainer.val_before_train and start == 0:
                     self.logger.log(0, self.validate(0))
                 for step in range(start + 1, self.total_steps + 1):
+                    stopped_by = stop.agreed(self.info)  # collective: every rank stops after the same step
+                    if stopped_by:
+                        step -= 1
+                        if self.info.is_main:
+                            console.print(f"[yellow]{signal_name(stopped_by)}: stopping after step {step}; "
+                                          "saving a checkpoint[/]")
+                        break
                     metrics, samples = self.train_step(step)
                     val_freq = self.cfg.trainer.val_freq
                     if val_freq > 0 and (step % val_freq == 0 or step == self.total_steps):
@@ -358,8 +418,15 @@ class FastGRPORecipe:
             if done > last_saved:
                 console.print(f"[yellow]interrupted: saving a checkpoint at step {done}[/]")
                 self._save(done)
-            raise TrainingError(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
+            raise TrainingStopped(f"interrupted; resume with the same command (checkpoints in {self.ckpt_root})")
+        if stopped_by:
+            return self._stop(stopped_by, step)
         return self.run_dir
+
+    def _stop(self, signum: int, step: int) -> Path:
+        """After a stop signal (the last finished step is saved by then): say how to resume."""
+        raise TrainingStopped(f"stopped by {signal_name(signum)} after step {step} (checkpoint "
+                              f"{latest_checkpoint(self.ckpt_root)}); resume with the same command")
 
     def validate(self, step: int) -> dict[str, float]:
         """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
@@ -398,6 +465,8 @@ class FastGRPORecipe:
         n_tokens = sum(sum(g.lengths) for g in groups)
         metrics.update({"time/step": t2 - t0, "time/rollout": t1 - t0, "time/update": t2 - t1,
                         "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9)})
+        if self.cfg.data.on_bad_row == "skip":
+            metrics["data/skipped_rows"] = float(self.bad_rows.skipped)
         return metrics, self._sample_records(groups, batch)
 
     # -------------------------------------------------------------- rollouts
@@ -423,9 +492,11 @@ class FastGRPORecipe:
             result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
                                        [e.extras for e in mine for _ in range(n)])
             timeouts += result.timeouts
+            errors = [None if t else e for e, t in zip(result.error_messages, result.timed_out, strict=True)]
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
-                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")})
+                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
+                      errors[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
             ]
             gathered = all_gather_objects(local, info)
@@ -435,11 +506,18 @@ class FastGRPORecipe:
             filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
             round_ += 1
         self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
+        failures = [RewardFailure(g.example.uid, g.texts[j], err) for g in candidates
+                    for j, err in enumerate(g.errors or []) if err]
+        try:  # every rank holds the same gathered groups, so all stop or none does
+            self.reward_errors.check(step, failures, sum(len(g.texts) for g in candidates))
+        except RewardFunctionError as e:
+            raise TrainingError(str(e)) from None
         result = filler.result()
         if not result.full:
             log.warning("step %d: %s", step, result.warning)
         metrics = dict(result.metrics)
         metrics["reward/timeouts"] = float(timeouts)
+        metrics["reward/errors"] = float(len(failures))
         if not result.items:
             raise TrainingError(
                 f"step {step}: online filtering kept no group in {result.tries} tries (bounds [{low}, {high}]); "
@@ -619,5 +697,6 @@ class FastGRPORecipe:
                     "answer": g.example.answer, "accuracy": g.scores["accuracy"][j],
                     "reward": float(batch["reward"][gi, j]), "length": g.lengths[j],
                     "hard": bool(batch["is_hard"][gi]),
+                    **({"reward_error": g.errors[j]} if g.errors and g.errors[j] else {}),
                 })
         return out

@@ -121,3 +121,19 @@ def test_checkpoint_that_does_not_match_the_config_exits_2(run_dir: Path, change
     text = flat(result.output)
     assert "does not match the run's model config" in text and message in text
     assert not (run_dir / "export").exists()
+
+
+def test_export_skips_a_damaged_latest_checkpoint_and_refuses_a_named_one(run_dir: Path) -> None:
+    """Export trusts exactly what resume trusts: the manifest's files with their sizes."""
+    shard = next((run_dir / "checkpoints" / "global_step_000010" / "model").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert resolve_checkpoint(run_dir).step == 5  # newest complete one
+    for args in ((run_dir, "--step", "10"), (run_dir / "checkpoints" / "global_step_000010",)):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        text = flat(result.output)
+        assert f"{shard} has 100 bytes, the manifest says" in text and "Traceback" not in result.output
+    (run_dir / "checkpoints" / "global_step_000005" / "trainer_state.json").unlink()
+    result = invoke(run_dir)
+    assert result.exit_code == 2
+    assert "has no checkpoints (2 incomplete or damaged" in flat(result.output)

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from fastgrpo.train.checkpoint import list_checkpoints
 from fastgrpo.train.recipe import TrainingError, train
+from fastgrpo.train.signals import EXIT_STOPPED
 
 from ..data.hub_cache import write_hub_cache
 from .conftest import read_metrics, toy_config, toy_overrides
@@ -122,8 +123,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits(tiny_model: Path, toy_data: Path, t
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert "interrupted" in err and "resume with the same command" in err
+    assert proc.returncode == EXIT_STOPPED, err[-3000:]
+    assert "stopped by SIGINT" in err and "resume with the same command" in err
     saved = list_checkpoints(tmp_path / "run" / "checkpoints")
     assert saved and saved[-1][0] >= 2
 
