@@ -27,6 +27,7 @@ from rich.progress import (
 )
 
 from fastgrpo import __version__
+from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.eval.data import EvalItem, load_items
 from fastgrpo.eval.engine import eos_token_ids
 from fastgrpo.eval.prompts import (
@@ -216,6 +217,7 @@ def evaluate(
     progress: bool = True,
     plot: bool = True,
     items: Mapping[str, list[EvalItem]] | None = None,
+    think_in_prompt: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
 
@@ -225,6 +227,8 @@ def evaluate(
     accuracy_vs_length.png. `out_dir=None` keeps everything in memory (no resume). Under
     torch.distributed (FSDP) call it on every rank: all ranks step the HF engine together, rank 0 writes.
     `items`: questions already loaded per benchmark name (the CLI loads data before the weights).
+    `think_in_prompt`: whether the chat template opens `<think>` (None: found by rendering it once), for
+    the format metric; recorded in results.json.
     """
     specs = [as_spec(b) for b in benchmarks]
     eval_params = (
@@ -238,6 +242,8 @@ def evaluate(
                 "(no image processor found with its tokenizer); evaluate a vision-language model, or pick "
                 "text benchmarks (gsm8k, math500, aime2024)"
             )
+    if think_in_prompt is None:
+        think_in_prompt = detect_think_in_prompt(tokenizer, chat_template=getattr(processor, "chat_template", None))
     eos = set(eos_token_ids(model, tokenizer))
     if engine is None:
         from fastgrpo.rollout.hf import HFRolloutEngine
@@ -252,6 +258,7 @@ def evaluate(
         "model": name,
         "scorer": scorer,
         "template": template,
+        "think_in_prompt": think_in_prompt,
         "engine": engine_name or type(engine).__name__,
         "length_definition": LENGTH_DEFINITION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -266,6 +273,7 @@ def evaluate(
             num_workers=num_workers,
             timeout_s=timeout_s,
             reward_scorer=reward_scorer,
+            think_in_prompt=think_in_prompt,
         ) as grader,
         _progress(progress and writer) as bar,
     ):

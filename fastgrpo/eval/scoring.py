@@ -46,11 +46,15 @@ class EvalScorer:
         num_workers: int = 2,
         timeout_s: float = 5.0,
         reward_scorer: RewardScorer | None = None,
+        think_in_prompt: bool = False,
     ) -> None:
         if mode not in SCORER_MODES:
             raise ValueError(f"scorer must be one of {', '.join(SCORER_MODES)}, got {mode!r}")
         self.mode = mode
         self.template = template
+        self.think_in_prompt = think_in_prompt
+        """The chat template opens `<think>` (`data.chat_template.generation_prompt_opens_think`): format
+        then expects only `</think>`."""
         self._owned = reward_scorer is None
         self.pool = reward_scorer or RewardScorer(
             reward_function="builtin:math",
@@ -79,7 +83,9 @@ class EvalScorer:
     def score(self, responses: list[str], items: list[EvalItem]) -> list[SampleScore]:
         mode = "reference" if self.mode == "reference" else "math_verify"
         extras: list[dict[str, Any]] = [
-            {"choices": list(it.options) or None, "mode": mode, "template": self.template} for it in items
+            {"choices": list(it.options) or None, "mode": mode, "template": self.template,
+             "think_in_prompt": self.think_in_prompt}
+            for it in items
         ]
         res = self.pool.score(responses, [it.answer for it in items], extras)
         return [

@@ -37,6 +37,7 @@ from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, dump_config, to_dict
+from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
 from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
@@ -137,6 +138,9 @@ class FastGRPORecipe:
                 self.processor = None
                 self.tokenizer = load_tokenizer(cfg.model)
                 self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer)
+            # Rendered once: an R1-Distill template opens <think> itself, and the graders must know it.
+            self.think_in_prompt = detect_think_in_prompt(
+                self.tokenizer, chat_template=self.processor.chat_template if self.processor is not None else None)
         except (ModelLoadError, DataSourceError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
@@ -378,7 +382,7 @@ class FastGRPORecipe:
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
-            timeout_s=cfg.reward.timeout_s,
+            timeout_s=cfg.reward.timeout_s, think_in_prompt=self.think_in_prompt,
         )
         return flat_metrics(results, prefix="val")
 
@@ -420,8 +424,10 @@ class FastGRPORecipe:
             out = self.engine.generate(inputs, params)
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             n = cfg.rollout.n
+            # A `think_in_prompt` data column, if any, wins over the template's (it was the only way before).
+            extras = [{"think_in_prompt": self.think_in_prompt, **e.extras} for e in mine]
             result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
-                                       [e.extras for e in mine for _ in range(n)])
+                                       [x for x in extras for _ in range(n)])
             timeouts += result.timeouts
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
