@@ -36,7 +36,7 @@ from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_ra
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.step import fast_grpo_step
-from fastgrpo.config import Config, dump_config, to_dict
+from fastgrpo.config import Config, ConfigError, dump_config, to_dict
 from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
@@ -60,10 +60,12 @@ from fastgrpo.train.loggers import RunLogger, truncate_jsonl
 from fastgrpo.train.model import (
     ModelLoadError,
     is_vision_model,
+    load_model_config,
     load_policy_model,
     load_tokenizer,
     shard_fsdp2,
 )
+from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
 log = get_logger(__name__)
@@ -113,6 +115,7 @@ class FastGRPORecipe:
         if not cfg.data.train_files:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
         try:
+            check_model_length(cfg, load_model_config(cfg.model))
             self.vision = is_vision_model(cfg.model)
             self.val_benchmarks = self._val_benchmarks()
             if self.vision:
@@ -141,7 +144,7 @@ class FastGRPORecipe:
             # Rendered once: an R1-Distill template opens <think> itself, and the graders must know it.
             self.think_in_prompt = detect_think_in_prompt(
                 self.tokenizer, chat_template=self.processor.chat_template if self.processor is not None else None)
-        except (ModelLoadError, DataSourceError) as e:
+        except (ModelLoadError, DataSourceError, ConfigError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
         if cfg.trainer.deterministic:
@@ -243,11 +246,7 @@ class FastGRPORecipe:
         return load_policy_model(self.cfg.model, self.info.device, for_training=False)
 
     def _vllm_kwargs(self) -> dict[str, Any]:
-        r = self.cfg.rollout
-        return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
-                "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
-                "max_model_len": self.cfg.data.max_prompt_length
-                + self.cfg.data.max_response_length, "seed": r.seed}
+        return engine_settings(self.cfg)  # the same settings `fastgrpo train --dry-run` prints
 
     def _lr_lambda(self, step: int) -> float:
         a = self.cfg.actor
