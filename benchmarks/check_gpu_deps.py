@@ -6,7 +6,8 @@
 Runs `pip install --dry-run --ignore-installed --report - '.[gpu]'` (nothing is installed; pip downloads
 only metadata) and prints the vLLM, torch and transformers versions it would install, next to the newest
 vLLM on the index. The goal (issue 15): the newest vLLM, not an old one pip backtracked to because our
-transformers range excluded the new ones.
+transformers range excluded the new ones. Each newer release that was not picked is resolved on its own,
+to tell "our requirements exclude it" (a failure) from "nobody can install it" (a broken release).
 
 Why the flags: `--ignore-installed` resolves as in a fresh environment (what is already installed here must
 not satisfy a requirement). By default pip runs with `PIP_CONFIG_FILE=/dev/null` (no configuration file is
@@ -41,27 +42,28 @@ def _pip_env(local: bool) -> dict[str, str]:
     return env
 
 
-def newest_on_index(name: str, local: bool) -> str | None:
-    """`pip index versions NAME`'s newest release (what the resolver should reach)."""
+def releases_on_index(name: str, local: bool) -> list[str]:
+    """`pip index versions NAME`: every release, newest first."""
     cmd = [sys.executable, "-m", "pip", "index", "versions", name]
     if not local:
         cmd += ["--index-url", PYPI]
     out = subprocess.run(cmd, capture_output=True, text=True, env=_pip_env(local), timeout=600)
-    m = re.search(rf"^{re.escape(name)} \(([^)]+)\)", out.stdout, re.M)
-    return m.group(1) if m else None
+    m = re.search(r"^Available versions: (.+)$", out.stdout, re.M)
+    return [v.strip() for v in m.group(1).split(",")] if m else []
 
 
-def resolve(extra: str, local: bool) -> dict[str, str]:
-    """{project name: version} of everything `pip install '.[extra]'` would install."""
+def resolve(requirement: str, local: bool) -> tuple[dict[str, str] | None, str]:
+    """({project name: version} that `pip install REQUIREMENT` would install, or None; pip's last error line)."""
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", "-",
-           f"{REPO}[{extra}]"]
+           requirement]
     if not local:
         cmd += ["--index-url", PYPI]
     out = subprocess.run(cmd, capture_output=True, text=True, env=_pip_env(local), timeout=1800)
     if out.returncode != 0:
-        sys.exit(f"pip could not resolve .[{extra}] (exit {out.returncode}):\n{out.stderr[-4000:]}")
+        errors = [line for line in out.stderr.splitlines() if line.startswith("ERROR")]
+        return None, (errors[-1] if errors else out.stderr[-500:])
     report = json.loads(out.stdout)
-    return {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]}
+    return {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]}, ""
 
 
 def main() -> int:
@@ -73,15 +75,28 @@ def main() -> int:
     print(f"resolving '.[{args.extra}]' with pip {_pip_version()} (Python {sys.version.split()[0]}, "
           f"{sys.platform}) against {where}")
     t0 = time.monotonic()
-    newest = newest_on_index("vllm", args.local)
-    resolved = resolve(args.extra, args.local)
+    releases = releases_on_index("vllm", args.local)
+    resolved, error = resolve(f"{REPO}[{args.extra}]", args.local)
+    if resolved is None:
+        print(f"pip could not resolve .[{args.extra}]: {error}")
+        return 1
     print(f"resolved {len(resolved)} packages in {time.monotonic() - t0:.0f} s")
     for name in WATCH:
         if name in resolved:
             print(f"  {name:14s} {resolved[name]}")
-    print(f"newest vllm on the index: {newest}")
-    ok = newest is not None and resolved.get("vllm") == newest
-    print(f"vllm_is_newest: {'yes' if ok else 'no'}")
+    got = resolved.get("vllm")
+    newer = releases[: releases.index(got)] if got in releases else releases[:1]
+    print(f"newest vllm on the index: {releases[0] if releases else None}")
+    # A newer release we did not get: is it our requirements, or can nobody install it? Resolve it alone.
+    blocked_by_us = []
+    for version in newer:
+        alone, why = resolve(f"vllm=={version}", args.local)
+        verdict = "installable on its own: our requirements exclude it" if alone else f"not installable by anyone: {why}"
+        print(f"  vllm {version}: {verdict}")
+        if alone:
+            blocked_by_us.append(version)
+    ok = got is not None and not blocked_by_us
+    print(f"vllm_is_newest_installable: {'yes' if ok else 'no'} (resolved {got})")
     return 0 if ok else 1
 
 
