@@ -141,7 +141,7 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
     pb = _DTYPE_BYTES[compute]
     shard = world_size if world_size > 1 else 1
     gib = 1024**3
-    use_ref = a.ppo_epochs >= 1 and cfg.algorithm.use_kl_loss and not (
+    use_ref = cfg.algorithm.use_kl_loss and not (  # as FastGRPORecipe._make_reference decides
         (cfg.algorithm.kl_type == "fixed" and cfg.algorithm.kl_coef == 0)
         or (cfg.algorithm.kl_type == "group_accuracy_based" and cfg.algorithm.kl_max_coef == 0))
     memory = {
