@@ -130,7 +130,8 @@ def eval_command(
     think_in_prompt: bool = typer.Option(
         None,
         "--think-in-prompt/--no-think-in-prompt",
-        help="The chat template opens <think> in the prompt (R1-distill style), so every response thinks.",
+        help="The chat template opens <think> in the prompt (R1-distill style), so every response thinks. "
+        "Default: found by rendering the model's chat template once.",
     ),
     nproc: int = typer.Option(
         1, "--nproc", min=1, help="Data-parallel processes, each with its own engine (or launch with torchrun)."
@@ -329,8 +330,8 @@ def eval_command(
             progress=not no_progress,
             items=questions,
             truncated_thinking=truncated_thinking,
-            # --think-in-prompt not given (None): not taken to think; template detection can supply it here
-            think_in_prompt=bool(think_in_prompt),
+            # --think-in-prompt not given (None): found by rendering the model's chat template once
+            think_in_prompt=think_in_prompt,
             data_parallel=dp,
         )
     except (DataSourceError, EvalSetupError, ModelLoadError, EngineUnavailableError, UnknownBenchmarkError) as e:

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from fastgrpo.cli.common import fail, load_or_exit
+from fastgrpo.config import Config
 from fastgrpo.log import console, is_rank0
 from fastgrpo.train.signals import STOP_SIGNALS
 
@@ -21,6 +22,11 @@ def train_command(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/demo.yaml (or start directly with overrides)."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides: algorithm.kl_coef=0.02 trainer.max_steps=10"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this node; >1 relaunches under torchrun."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Load the config, the model's config.json, tokenizer and chat template (no weights, no data, no GPU), "
+        "build the engine settings and print the plan: world size, micro-batches, lengths, memory estimate.",
+    ),
 ) -> None:
     """Run FAST-GRPO training.
 
@@ -33,6 +39,8 @@ def train_command(
       fastgrpo train configs/fast_grpo_text.yaml --nproc 8
 
       torchrun --nproc_per_node 8 -m fastgrpo train configs/fast_grpo_text.yaml
+
+      fastgrpo train configs/fast_grpo_text.yaml --nproc 8 --dry-run    (check it can start, on any machine)
 
     The run directory (<trainer.output_dir>/<trainer.experiment_name>) receives
     config.yaml, metrics.jsonl, samples.jsonl and checkpoints/; rerunning the same
@@ -47,6 +55,9 @@ def train_command(
     checkpoint named by trainer.resume), 75 stopped by a signal (rerun to resume).
     """
     cfg = load_or_exit(config, overrides)  # bad config: exit 2 before anything starts
+    if dry_run:
+        _dry_run(cfg, int(os.environ.get("WORLD_SIZE", nproc)))
+        return
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
         args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
         if "--nproc" in sys.argv:  # drop the flag's separate value too
@@ -92,3 +103,16 @@ def _run_forwarding_signals(cmd: list[str]) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _dry_run(cfg: Config, world_size: int) -> None:
+    from fastgrpo.config import ConfigError
+    from fastgrpo.train.model import ModelLoadError
+    from fastgrpo.train.plan import build_plan, format_plan
+
+    try:
+        plan = build_plan(cfg, world_size)
+    except (ConfigError, ModelLoadError) as e:
+        raise fail(str(e)) from None
+    typer.echo(format_plan(plan, cfg))
+    typer.echo("dry run: ok (nothing was trained; data files were not read)")

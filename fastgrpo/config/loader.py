@@ -296,6 +296,18 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"trainer.logger[{i}]: unknown logger {name!r}; choose from {', '.join(sorted(loggers))}")
     if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < 1:
         raise ConfigError("trainer.max_steps must be >= 1 (or null for one pass per epoch)")
+    validating = cfg.trainer.val_freq > 0 or cfg.trainer.val_before_train
+    if validating and cfg.eval.max_new_tokens > cfg.data.max_response_length:
+        # Validation generates with the training engine, whose model length (vLLM's max_model_len) is
+        # max_prompt_length + max_response_length: longer answers would be cut there without a word.
+        raise ConfigError(
+            f"eval.max_new_tokens ({cfg.eval.max_new_tokens}) is above data.max_response_length "
+            f"({cfg.data.max_response_length}): validation (trainer.val_freq) generates with the training engine, "
+            f"whose model length is data.max_prompt_length + data.max_response_length = "
+            f"{cfg.data.max_prompt_length + cfg.data.max_response_length} tokens, so its responses would be cut "
+            f"silently. Set eval.max_new_tokens <= {cfg.data.max_response_length} (for longer answers run "
+            "`fastgrpo eval --max-new-tokens N` on the checkpoint) or raise data.max_response_length"
+        )
     if cfg.eval.benchmarks:
         _check_benchmarks(cfg.eval.benchmarks)
     return cfg

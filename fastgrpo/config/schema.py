@@ -82,14 +82,15 @@ class ModelConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """`auto`: bfloat16 on GPU, float32 on CPU."""
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
-    """`auto`: flash_attention_2 when CUDA, a 16-bit dtype and the flash_attn package are all present,
-    else sdpa. flash_attention_2 needs all three; actor.packing `shared_prompt` needs sdpa."""
+    """`auto` (the presets'): flash_attention_2 when CUDA, a 16-bit dtype and an importable flash_attn are all
+    present, else sdpa. flash_attention_2 needs all three; flash-attn is in no extra: `pip install flash-attn
+    --no-build-isolation` after torch. actor.packing `shared_prompt` needs sdpa."""
     gradient_checkpointing: bool = False
     """Recompute activations in the actor's backward (non-reentrant): less memory, about one more
     forward of compute. The reference model never needs it."""
     enable_liger: bool = False
     """Patch Liger Triton kernels (RMSNorm, SwiGLU, RoPE; not its cross-entropy) into the actor and
-    reference; needs the liger_kernel package (GPU extra)."""
+    reference; needs the liger_kernel package: `pip install 'fastgrpo[liger]'` (GPU machines)."""
 
 
 @dataclass
@@ -325,7 +326,9 @@ class EvalConfig:
     top_k: int = 50
     """Top-k for evaluation; -1 (or 0) disables it. 50 is the reference vision evaluation's hidden default."""
     max_new_tokens: int = 2048
-    """Most tokens generated per evaluation response."""
+    """Most tokens generated per evaluation response. With validation on (trainer.val_freq), at most
+    data.max_response_length: validation shares the training engine, whose model length is
+    max_prompt_length + max_response_length (a config error otherwise, not a silent cut)."""
     scorer: Literal["mathverify", "reference"] = "mathverify"
     """`mathverify`: the training grader (math-verify, option letters); `reference`: PAPO-Eval's own rule through
     the `mathruler` package (last `\\boxed{}`, string then sympy equality, PAPO's gold+newline label), to compare

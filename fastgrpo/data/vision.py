@@ -251,6 +251,39 @@ class EncodedPrompt:
     """`pixel_values` [patches, C*T*P*P] and `image_grid_thw` [images, 3]; None without images."""
 
 
+def load_image_processor(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """`AutoImageProcessor.from_pretrained`, or the model's PIL image processor where that asks for torchvision.
+
+    Why: up to transformers 5.2x (5.16.1, the lowest we admit, included) `AutoImageProcessor` as a whole
+    requires torchvision, although the PIL class of the same processor (`Qwen2VLImageProcessorPil`) works
+    without it; newer releases pick the PIL class themselves. Training and eval never need torchvision.
+    """
+    import transformers
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except ImportError:
+        config_file = Path(path) / "preprocessor_config.json"
+        if not config_file.is_file():
+            raise
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        custom = (config.get("auto_map") or {}).get("AutoImageProcessor")
+        if custom:  # code shipped in the folder: what AutoImageProcessor would have run
+            if not trust_remote_code:
+                raise ValueError(f"{path} defines its image processor in custom code ({custom}); loading it runs "
+                                 "that code: set trust_remote_code (model.trust_remote_code=true) if you trust it") from None
+            from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+            ref = custom if isinstance(custom, str) else next(c for c in custom if c)
+            return get_class_from_dynamic_module(ref, str(path)).from_pretrained(str(path))
+        name = str(config.get("image_processor_type") or "")
+        pil_class = getattr(transformers, name.removesuffix("Fast") + "Pil", None) if name else None
+        if pil_class is None:
+            raise
+        return pil_class.from_pretrained(str(path))
+
+
 class VisionProcessor:
     """The part of a Qwen-VL processor the trainer needs: chat template, image patches, token expansion.
 
@@ -286,11 +319,11 @@ class VisionProcessor:
     @classmethod
     def from_pretrained(cls, path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None,
                         trust_remote_code: bool = False) -> VisionProcessor:
-        from transformers import AutoImageProcessor, AutoTokenizer
+        from transformers import AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-            image_processor = AutoImageProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+            image_processor = load_image_processor(path, trust_remote_code=trust_remote_code)
         except Exception as e:
             raise DataSourceError(f"could not load the processor of {path}: {type(e).__name__}: {e}") from None
         if tokenizer.pad_token_id is None:

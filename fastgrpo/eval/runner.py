@@ -27,6 +27,7 @@ from rich.progress import (
 )
 
 from fastgrpo import __version__
+from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.eval.data import EvalItem, load_items
 from fastgrpo.eval.engine import eos_token_ids
 from fastgrpo.eval.parallel import DataParallel
@@ -214,7 +215,7 @@ def evaluate(
     plot: bool = True,
     items: Mapping[str, list[EvalItem]] | None = None,
     truncated_thinking: str | None = None,
-    think_in_prompt: bool = False,
+    think_in_prompt: bool | None = None,
     data_parallel: DataParallel | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
@@ -225,9 +226,11 @@ def evaluate(
     accuracy_vs_length.png. `out_dir=None` keeps everything in memory (no resume). Under
     torch.distributed (FSDP) call it on every rank: all ranks step the HF engine together, rank 0 writes.
     `items`: questions already loaded per benchmark name (the CLI loads data before the weights).
-    `truncated_thinking` (`wrong` | `search`, default per scorer) and `think_in_prompt` (the chat
-    template opens `<think>` itself): see `fastgrpo.eval.scoring`. `data_parallel`: this process is one
-    of N, each with its own engine, splitting the questions (`fastgrpo.eval.parallel`); needs `out_dir`.
+    `truncated_thinking` (`wrong` | `search`, default per scorer): see `fastgrpo.eval.scoring`.
+    `think_in_prompt`: whether the chat template opens `<think>` (None: found by rendering it once), for
+    the format metric and the truncated-thinking rule; recorded in results.json. `data_parallel`: this
+    process is one of N, each with its own engine, splitting the questions (`fastgrpo.eval.parallel`);
+    needs `out_dir`.
     """
     specs = [as_spec(b) for b in benchmarks]
     eval_params = (
@@ -241,6 +244,8 @@ def evaluate(
                 "(no image processor found with its tokenizer); evaluate a vision-language model, or pick "
                 "text benchmarks (gsm8k, math500, aime2024)"
             )
+    if think_in_prompt is None:
+        think_in_prompt = detect_think_in_prompt(tokenizer, chat_template=getattr(processor, "chat_template", None))
     eos = set(eos_token_ids(model, tokenizer))
     if engine is None:
         from fastgrpo.rollout.hf import HFRolloutEngine

@@ -84,8 +84,10 @@ class EvalScorer:
             )
         self.mode = mode
         self.truncated_thinking = truncated_thinking
-        self.think_in_prompt = think_in_prompt
         self.template = template
+        self.think_in_prompt = think_in_prompt
+        """The chat template opens `<think>` (`data.chat_template.generation_prompt_opens_think`): format
+        then expects only `</think>`."""
         self._owned = reward_scorer is None
         self.pool = reward_scorer or RewardScorer(
             reward_function="builtin:math",

@@ -11,6 +11,7 @@ server response is passed through `redact`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -91,13 +92,13 @@ def is_transient(error: BaseException) -> bool:
     status = getattr(response, "status_code", None) or getattr(error, "status_code", None)
     if isinstance(status, int):
         return status in TRANSIENT_STATUS
-    try:
-        import httpx2
-
-        if isinstance(error, httpx2.TransportError):
+    for http_client in ("httpx2", "httpx"):  # huggingface_hub 2.x, 1.x
+        try:
+            module = importlib.import_module(http_client)
+        except ImportError:
+            continue
+        if isinstance(error, module.TransportError):
             return True
-    except ImportError:
-        pass
     try:
         import requests
 
@@ -166,7 +167,6 @@ def assert_token_absent(folder: Path, token: Token | None) -> None:
 def _hf_request_timeout(seconds: float) -> Iterator[None]:
     """Give huggingface_hub's shared HTTP client a timeout while we upload (its default is none)."""
     try:
-        import httpx2
         from huggingface_hub import set_client_factory
         from huggingface_hub.utils import _http
     except ImportError:
@@ -176,7 +176,9 @@ def _hf_request_timeout(seconds: float) -> Iterator[None]:
 
     def factory() -> Any:
         client = previous()
-        client.timeout = httpx2.Timeout(seconds, connect=min(seconds, 30.0))
+        # The client's own Timeout class: httpx.Timeout under huggingface_hub 1.x (what transformers 5.16
+        # allows), httpx2.Timeout under 2.x.
+        client.timeout = type(client.timeout)(seconds, connect=min(seconds, 30.0))
         return client
 
     set_client_factory(factory)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -219,8 +220,9 @@ class HFRolloutEngine:
         distinct, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=-1), dim=0, return_inverse=True)
         d_mask = distinct[:, width:]
         cache = DynamicCache()
+        cache_kw = _cache_kwarg(self.model)
         out = self.model(input_ids=distinct[:, :width], attention_mask=d_mask,
-                         position_ids=(d_mask.cumsum(-1) - 1).clamp_min(0), cache=cache, use_cache=True)
+                         position_ids=(d_mask.cumsum(-1) - 1).clamp_min(0), **{cache_kw: cache}, use_cache=True)
         logits = out.logits[inverse, -1, :]
         if distinct.shape[0] < n_rows:
             cache.batch_select_indices(inverse)
@@ -253,10 +255,18 @@ class HFRolloutEngine:
                 attention_mask = attention_mask[idx]
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
             out = self.model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_pos[:, None],
-                             cache=cache, use_cache=True)
+                             **{cache_kw: cache}, use_cache=True)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         return rows, lps if self.return_logprobs else []
+
+def _cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: `cache` from transformers 5.2x, `past_key_values` before (5.16.1,
+    the lowest we admit). An unknown keyword vanishes into **kwargs and the model silently runs without its
+    cache, so the name is read from the signature rather than guessed."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
 
 @contextlib.contextmanager
 def _root_unit_gathered(model: Any) -> Iterator[None]:

@@ -1,7 +1,7 @@
 """Attention implementation and optional Liger kernels, chosen from the config with clear errors.
 
-- `select_attn_implementation`: `auto` -> flash_attention_2 when CUDA, a half
-  dtype and the `flash_attn` package are all there, else sdpa; an explicit
+- `select_attn_implementation`: `auto` (the presets' choice) -> flash_attention_2
+  when CUDA, a half dtype and an importable `flash_attn` are all there, else sdpa; an explicit
   `flash_attention_2` without the package or without CUDA is an error that says
   what to install or set, never an ImportError traceback.
 - `apply_liger`: Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) patched into a
@@ -16,7 +16,10 @@ from typing import Any
 
 import torch
 
+from fastgrpo.log import get_logger
 from fastgrpo.utils.optional import require
+
+log = get_logger(__name__)
 
 __all__ = ["apply_liger", "is_vision_config", "select_attn_implementation"]
 
@@ -29,16 +32,35 @@ def select_attn_implementation(requested: str, device: torch.device, dtype: torc
         raise ValueError(f"model.attn_implementation={requested!r}; choose one of {', '.join(ATTN_CHOICES)}")
     half = dtype in (torch.bfloat16, torch.float16)
     if requested == "auto":
-        if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        if device.type == "cuda" and half and flash_attn_imports():
             return "flash_attention_2"
         return "sdpa"
     if requested == "flash_attention_2":
-        require("flash_attn", extra="gpu", what="model.attn_implementation=flash_attention_2")
+        require("flash_attn", extra=None, what="model.attn_implementation=flash_attention_2",
+                install=FLASH_ATTN_INSTALL)
         if device.type != "cuda":
             raise RuntimeError("model.attn_implementation=flash_attention_2 needs a CUDA device; use sdpa on CPU")
         if dtype is not None and not half:
             raise RuntimeError(f"flash_attention_2 runs in bfloat16/float16, not {dtype}; set model.dtype=bfloat16")
     return requested
+
+
+# flash-attn is in no extra: PyPI has only its source package, and building it needs the installed torch.
+FLASH_ATTN_INSTALL = "pip install flash-attn --no-build-isolation (after torch; README: Install on a GPU machine)"
+
+
+def flash_attn_imports() -> bool:
+    """Whether `import flash_attn` works, not merely whether it is installed: a wheel built against another
+    torch is found by importlib but fails to load (undefined symbol), and `auto` must then fall back to sdpa."""
+    if importlib.util.find_spec("flash_attn") is None:
+        return False
+    try:
+        importlib.import_module("flash_attn")
+    except Exception as e:  # ImportError, OSError from a mismatched binary
+        log.warning("flash_attn is installed but does not import (%s: %s); attn_implementation=auto uses sdpa",
+                    type(e).__name__, e)
+        return False
+    return True
 
 
 def apply_liger(model: Any, enabled: bool, rope: bool = True, rms_norm: bool = True, swiglu: bool = True) -> bool:
@@ -48,7 +70,7 @@ def apply_liger(model: Any, enabled: bool, rope: bool = True, rms_norm: bool = T
     """
     if not enabled:
         return False
-    require("liger_kernel", extra="gpu", what="model.enable_liger=true")
+    require("liger_kernel", extra="liger", what="model.enable_liger=true")
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
     _apply_liger_kernel_to_instance(model=model, rope=rope, rms_norm=rms_norm, swiglu=swiglu,

@@ -29,15 +29,19 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def is_vision_model(cfg: ModelConfig) -> bool:
-    """Whether model.path holds a vision-language model (its config has a vision tower)."""
+def load_model_config(cfg: ModelConfig) -> Any:
+    """model.path's config.json (no weights)."""
     if not cfg.path:
         raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
     try:
-        config = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
+        return AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
         raise ModelLoadError(f"could not read a model config from {cfg.path!r}: {type(e).__name__}: {e}") from None
-    return is_vision_config(config)
+
+
+def is_vision_model(cfg: ModelConfig) -> bool:
+    """Whether model.path holds a vision-language model (its config has a vision tower)."""
+    return is_vision_config(load_model_config(cfg))
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:

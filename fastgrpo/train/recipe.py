@@ -36,7 +36,8 @@ from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_ra
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.step import fast_grpo_step
-from fastgrpo.config import Config, dump_config, to_dict
+from fastgrpo.config import Config, ConfigError, dump_config, to_dict
+from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
 from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
@@ -68,10 +69,12 @@ from fastgrpo.train.loggers import RunLogger, truncate_jsonl
 from fastgrpo.train.model import (
     ModelLoadError,
     is_vision_model,
+    load_model_config,
     load_policy_model,
     load_tokenizer,
     shard_fsdp2,
 )
+from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
 from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
@@ -138,6 +141,7 @@ class FastGRPORecipe:
             raise TrainingError("data.train_files is empty: give a local parquet/jsonl file or a hub id `name@split`")
         self.bad_rows = BadRows(cfg.data.on_bad_row)
         try:
+            check_model_length(cfg, load_model_config(cfg.model))
             self.vision = is_vision_model(cfg.model)
             self.val_benchmarks = self._val_benchmarks()
             if self.vision:
@@ -166,7 +170,10 @@ class FastGRPORecipe:
                 self.processor = None
                 self.tokenizer = load_tokenizer(cfg.model)
                 self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer, bad_rows=self.bad_rows)
-        except (ModelLoadError, DataSourceError) as e:
+            # Rendered once: an R1-Distill template opens <think> itself, and the graders must know it.
+            self.think_in_prompt = detect_think_in_prompt(
+                self.tokenizer, chat_template=self.processor.chat_template if self.processor is not None else None)
+        except (ModelLoadError, DataSourceError, ConfigError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
         if cfg.trainer.deterministic:
@@ -269,11 +276,7 @@ class FastGRPORecipe:
         return load_policy_model(self.cfg.model, self.info.device, for_training=False)
 
     def _vllm_kwargs(self) -> dict[str, Any]:
-        r = self.cfg.rollout
-        return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
-                "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
-                "max_model_len": self.cfg.data.max_prompt_length
-                + self.cfg.data.max_response_length, "seed": r.seed}
+        return engine_settings(self.cfg)  # the same settings `fastgrpo train --dry-run` prints
 
     def _lr_lambda(self, step: int) -> float:
         a = self.cfg.actor
@@ -446,6 +449,7 @@ class FastGRPORecipe:
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
             timeout_s=cfg.reward.timeout_s, truncated_thinking=cfg.eval.truncated_thinking,
+            think_in_prompt=self.think_in_prompt,
         )
         return flat_metrics(results, prefix="val")
 
@@ -489,8 +493,10 @@ class FastGRPORecipe:
             out = self.engine.generate(inputs, params)
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             n = cfg.rollout.n
+            # A `think_in_prompt` data column, if any, wins over the template's (it was the only way before).
+            extras = [{"think_in_prompt": self.think_in_prompt, **e.extras} for e in mine]
             result = self.scorer.score(texts, [e.answer for e in mine for _ in range(n)],
-                                       [e.extras for e in mine for _ in range(n)])
+                                       [x for x in extras for _ in range(n)])
             timeouts += result.timeouts
             errors = [None if t else e for e, t in zip(result.error_messages, result.timed_out, strict=True)]
             local = [

@@ -10,12 +10,14 @@ class MissingDependencyError(RuntimeError):
     """An optional package is needed for the requested feature but is not installed."""
 
 
-def require(module: str, extra: str, what: str) -> ModuleType:
-    """Import `module` or raise MissingDependencyError naming the feature and the pip extra."""
+def require(module: str, extra: str | None, what: str, install: str | None = None) -> ModuleType:
+    """Import `module` or raise MissingDependencyError naming the feature and how to install it:
+    `pip install 'fastgrpo[extra]'`, or the `install` command for a package no extra can hold (flash-attn)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        how = install or f"pip install 'fastgrpo[{extra}]'"
         raise MissingDependencyError(
             f"{what} needs the '{module}' package, which is not installed ({e.msg}). "
-            f"Install it with: pip install 'fastgrpo[{extra}]' (GPU machines only)"
+            f"Install it with: {how} (GPU machines only)"
         ) from None

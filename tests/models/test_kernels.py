@@ -47,11 +47,25 @@ def test_auto_picks_flash_attention_only_with_cuda_half_and_the_package(monkeypa
     assert select_attn_implementation("auto", CPU, torch.bfloat16) == "sdpa"
 
 
+def test_auto_falls_back_to_sdpa_when_flash_attn_is_installed_but_broken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flash-attn wheel built for another torch is found by importlib but fails to import."""
+    pkg = tmp_path / "flash_attn"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ImportError('undefined symbol: _ZN3c104cuda9SetDevice')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+    with caplog.at_level("WARNING", logger="fastgrpo"):
+        assert select_attn_implementation("auto", CUDA, torch.bfloat16) == "sdpa"
+    assert "does not import" in caplog.text and "undefined symbol" in caplog.text
+
+
 def test_flash_attention_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "flash_attn", None)  # not installed (also on a GPU machine)
     with pytest.raises(MissingDependencyError) as err:
         select_attn_implementation("flash_attention_2", CUDA, torch.bfloat16)
-    assert "flash_attention_2" in str(err.value) and "fastgrpo[gpu]" in str(err.value)
+    assert "flash_attention_2" in str(err.value) and "pip install flash-attn --no-build-isolation" in str(err.value)
     assert not isinstance(err.value, ImportError) and err.value.__cause__ is None
     fake_module(monkeypatch, "flash_attn")
     with pytest.raises(RuntimeError, match="needs a CUDA device"):
@@ -64,7 +78,7 @@ def test_flash_attention_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> No
 def test_liger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert apply_liger(object(), enabled=False) is False  # never imported when off
     monkeypatch.setitem(sys.modules, "liger_kernel", None)
-    with pytest.raises(MissingDependencyError, match=r"model\.enable_liger=true.*liger_kernel"):
+    with pytest.raises(MissingDependencyError, match=r"model\.enable_liger=true.*liger_kernel.*fastgrpo\[liger\]"):
         apply_liger(object(), enabled=True)
     calls: list[dict[str, Any]] = []
     fake_module(monkeypatch, "liger_kernel")

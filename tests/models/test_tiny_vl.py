@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-from fastgrpo.data.vision import VisionProcessor, build_messages, resize_image
+from fastgrpo.data.vision import VisionProcessor, build_messages, load_image_processor, resize_image
 from fastgrpo.models.tiny_vl import VISION_TOKENS, build_tiny_qwen2_vl, build_vl_tokenizer
 
 VARIANTS = ["qwen2_vl", "qwen2_5_vl"]
@@ -43,7 +43,7 @@ def test_folder_has_a_qwen_vl_checkpoint_layout(folder: Path) -> None:
 def test_auto_classes_load_it(folder: Path) -> None:
     model = AutoModelForImageTextToText.from_pretrained(folder)
     assert type(model).__name__ in ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration")
-    image_processor = AutoImageProcessor.from_pretrained(folder)
+    image_processor = load_image_processor(folder)  # AutoImageProcessor (PIL class on transformers < 5.2x)
     assert (image_processor.patch_size, image_processor.merge_size) == (14, 2)
     if importlib.util.find_spec("torchvision") is not None:
         proc = AutoProcessor.from_pretrained(folder)

@@ -203,7 +203,7 @@ def test_validation_reads_hub_val_files_and_benchmark_groups(tiny_model: Path, t
 )
 def test_validation_problems_fail_before_any_work(tiny_model: Path, toy_data: Path, tmp_path: Path,
                                                   overrides: dict[str, str], message: str) -> None:
-    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.val_freq": 2, **overrides})
+    cfg = toy_config(tiny_model, toy_data, tmp_path, **{"trainer.val_freq": 2, "eval.max_new_tokens": 12, **overrides})
     with pytest.raises(TrainingError, match=message):
         train(cfg)
     assert not (tmp_path / "run").exists()
