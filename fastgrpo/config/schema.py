@@ -161,6 +161,14 @@ class AlgorithmConfig:
     )
     """How token losses become one number: `token-mean` (every token weighs the same, DAPO),
     `seq-mean-token-mean` (original GRPO), `seq-mean-token-sum`, `seq-mean-token-sum-norm` (Dr.GRPO)."""
+    # Rollout/trainer mismatch correction.
+    rollout_is: Literal["off", "tis"] = "off"
+    """Importance correction for the rollout engine sampling from a numerically different policy than the
+    trainer's (vLLM's bf16 kernels, another attention): `tis` multiplies each token's policy-gradient term by
+    min(pi_old / pi_rollout, rollout_is_cap) from the engine's log-probs (truncated IS, as verl and TRL);
+    `off`. The mismatch (rollout/logprob_abs_diff, rollout/is_capped_fraction) is logged either way."""
+    rollout_is_cap: float = 2.0
+    """Truncation C of the `tis` weight min(pi_old / pi_rollout, C); > 0 (verl's default 2.0)."""
 
 
 @dataclass
@@ -187,11 +195,17 @@ class RolloutConfig:
     """vLLM only: fraction of each GPU's memory vLLM may take for weights and KV cache, in (0, 1]; leave
     room for the actor."""
     enable_sleep_mode: bool = True
-    """vLLM only: free the KV cache and offload vLLM's weights to CPU while the actor trains, and wake them
-    for the next generation; false keeps them resident (faster, more memory)."""
+    """vLLM only: free the KV cache and vLLM's weights (see sleep_level) while the actor trains, and wake them
+    for the next generation; false keeps them resident (faster, more memory). vLLM on CPU has no sleep mode."""
     max_num_batched_tokens: int = 8192
     """vLLM only: most tokens the scheduler runs in one forward pass (prefill chunk budget); 0: vLLM's
     default."""
+    sleep_level: int = 2
+    """vLLM only, with enable_sleep_mode: 2 drops vLLM's weights while the actor trains (the next weight
+    sync overwrites them anyway; TRL/verl's colocated default), 1 copies them to CPU memory and back."""
+    kv_cache_memory_mb: int = 0
+    """vLLM only: KV cache size in MiB; 0: vLLM sizes it from gpu_memory_utilization (on a CPU build of vLLM,
+    1024 MiB, since there that fraction would be taken from the system's memory)."""
 
 
 @dataclass

@@ -216,6 +216,7 @@ def evaluate(
     progress: bool = True,
     plot: bool = True,
     items: Mapping[str, list[EvalItem]] | None = None,
+    split_across_ranks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
 
@@ -225,6 +226,9 @@ def evaluate(
     accuracy_vs_length.png. `out_dir=None` keeps everything in memory (no resume). Under
     torch.distributed (FSDP) call it on every rank: all ranks step the HF engine together, rank 0 writes.
     `items`: questions already loaded per benchmark name (the CLI loads data before the weights).
+    `split_across_ranks`: under torch.distributed, rank r generates questions r, r+W, ... (every rank still
+    calls the engine equally often, so FSDP / tensor-parallel collectives stay matched) and the records are
+    gathered after each batch, so every rank ends with the whole result and rank 0 writes it.
     """
     specs = [as_spec(b) for b in benchmarks]
     eval_params = (
@@ -277,16 +281,25 @@ def evaluate(
                 items[spec.name] if items and spec.name in items else load_items(spec, data_dir, limit)
             )
             _rescore(spec, questions, sp.n, store, grader)
-            batches = _plan(questions, sp.n, store, batch_size)
+            rank, world = _rank_world() if split_across_ranks else (0, 1)
+            batches = _plan(questions[rank::world], sp.n, store, batch_size)
             total = sum(len(m) for b in batches for _, m in b)
+            if world > 1:
+                total = _reduce_over_ranks(total, "SUM")
             done_before = len(questions) * sp.n - total
             if done_before:
                 log.info(
                     "%s: %d samples already in %s, %d to generate", spec.name, done_before, store.path, total
                 )
             task = bar.add_task(spec.title, total=total) if bar is not None else None
-            for batch in batches:
-                records = _run_batch(spec, batch, sp, engine, tokenizer, builder, grader, eos)
+            for b in range(_reduce_over_ranks(len(batches), "MAX") if world > 1 else len(batches)):
+                if b < len(batches):
+                    records = _run_batch(spec, batches[b], sp, engine, tokenizer, builder, grader, eos)
+                else:  # this rank is done: an empty call keeps the engine's collectives in step
+                    engine.generate([], dataclasses.replace(sp, n=1))
+                    records = []
+                if world > 1:
+                    records = [r for part in _all_gather(records) for r in part]
                 store.append(records)
                 if bar is not None:
                     bar.advance(task, len(records))
@@ -303,6 +316,32 @@ def evaluate(
     if out is not None and writer:
         write_reports(results, out, plot=plot)
     return results
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _reduce_over_ranks(n: int, op: str) -> int:
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor([n], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
+    return int(t.item())
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def _run_batch(

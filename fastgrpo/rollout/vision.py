@@ -128,7 +128,7 @@ def _fill_empty_processor_inputs(prompts: list[PromptInput]) -> list[PromptInput
 
 
 def make_vision_engine(name: str, model: Any, processor: Any, micro_batch_size: int = 64,
-                       **vllm_kwargs: Any) -> RolloutEngine:
+                       return_logprobs: bool | None = None, **vllm_kwargs: Any) -> RolloutEngine:
     """`make_engine` for a vision-language model; `processor` is a `fastgrpo.data.vision.VisionProcessor`.
 
     vllm_kwargs: as for `VLLMRolloutEngine` (tensor_parallel_size, gpu_memory_utilization, ...);
@@ -141,10 +141,12 @@ def make_vision_engine(name: str, model: Any, processor: Any, micro_batch_size: 
         return VisionHFRolloutEngine(model, tok.pad_token_id, eos, image_token_id=processor.image_token_id,
                                      video_token_id=processor.video_token_id,
                                      suppress_token_ids=processor.vision_token_ids,
-                                     micro_batch_size=micro_batch_size)
+                                     micro_batch_size=micro_batch_size, return_logprobs=bool(return_logprobs))
     if name == "vllm":
         from fastgrpo.rollout.vllm import VLLMRolloutEngine
 
+        if return_logprobs is not None:
+            vllm_kwargs["return_logprobs"] = return_logprobs
         vllm_kwargs.setdefault("image_token_id", processor.image_token_id)
         vllm_kwargs.setdefault("suppress_token_ids", processor.vision_token_ids)
         vllm_kwargs.setdefault("mm_processor_kwargs",

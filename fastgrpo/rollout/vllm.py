@@ -217,6 +217,11 @@ def _rollout_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _is_cpu_backend(device: torch.device) -> bool:
+    """Whether vLLM runs on its CPU backend (the differences listed in the module docstring apply)."""
+    return device.type == "cpu"
+
+
 def _empty_cache() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -276,7 +281,7 @@ class VLLMRolloutEngine:
         """
         vllm = require("vllm", extra="gpu", what="rollout.engine=vllm")
         self.device = _rollout_device()
-        self.on_cpu = self.device.type == "cpu"
+        self.on_cpu = _is_cpu_backend(self.device)
         if sleep_level not in (1, 2):
             raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
         if self.on_cpu and enable_sleep_mode:

@@ -35,6 +35,7 @@ from rich.progress import (
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
+from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, dump_config, to_dict
 from fastgrpo.data.io import DataSourceError
@@ -83,6 +84,8 @@ class Group:
     response_ids: list[list[int]]
     texts: list[str]
     scores: dict[str, list[float]]  # accuracy / format / overall, per response
+    rollout_logprobs: list[list[float]] | None = None
+    """The engine's log-prob of each sampled token (None when the engine gives none)."""
 
     @property
     def lengths(self) -> list[int]:
@@ -164,11 +167,15 @@ class FastGRPORecipe:
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
         if self.vision:
             self.engine = make_vision_engine(cfg.rollout.engine, self.model, self.processor,
-                                             cfg.rollout.micro_batch_size, **self._vllm_kwargs())
+                                             cfg.rollout.micro_batch_size, return_logprobs=True,
+                                             **self._vllm_kwargs())
         else:
             self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
-                                      **self._vllm_kwargs())
+                                      return_logprobs=True, **self._vllm_kwargs())
         self.engine_name = resolve_engine_name(cfg.rollout.engine)
+        self._policy_version = 0  # optimizer updates applied to self.model in this process
+        self._engine_version: int | None = None  # the policy version the engine's weights are from
+        self._weight_syncs = 0
         self.scorer = RewardScorer(
             reward_function=cfg.reward.reward_function, template=cfg.reward.template,
             format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
@@ -240,10 +247,26 @@ class FastGRPORecipe:
 
     def _vllm_kwargs(self) -> dict[str, Any]:
         r = self.cfg.rollout
-        return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
-                "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
-                "max_model_len": self.cfg.data.max_prompt_length
-                + self.cfg.data.max_response_length, "seed": r.seed}
+        kwargs = {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
+                  "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
+                  "max_model_len": self.cfg.data.max_prompt_length
+                  + self.cfg.data.max_response_length, "seed": r.seed, "sleep_level": r.sleep_level}
+        if r.kv_cache_memory_mb:
+            kwargs["kv_cache_memory_bytes"] = r.kv_cache_memory_mb * 2**20
+        return kwargs
+
+    def _sync_engine(self) -> None:
+        """Give the engine the current policy: once per policy change, not per generate call.
+
+        Why: the Slow2Fast refill rounds and the validation after an update all sample from the same
+        weights; re-sending them (a full gather under FSDP) would only cost time. A level-2 sleep drops
+        vLLM's weights, so after one the engine needs them again.
+        """
+        if self._engine_version == self._policy_version and not getattr(self.engine, "weights_dropped", False):
+            return
+        self.engine.sync_weights(self.model)  # collective for vLLM; a no-op for HF
+        self._engine_version = self._policy_version
+        self._weight_syncs += 1
 
     def _lr_lambda(self, step: int) -> float:
         a = self.cfg.actor
@@ -363,7 +386,7 @@ class FastGRPORecipe:
 
     def validate(self, step: int) -> dict[str, float]:
         """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
-        from fastgrpo.eval import EvalParams, evaluate, flat_metrics
+        from fastgrpo.eval import flat_metrics
 
         cfg = self.cfg
         if not self.val_benchmarks:
@@ -371,19 +394,34 @@ class FastGRPORecipe:
         # The training pool grades built-in rewards the same way; a custom reward function's pool
         # cannot grade eval answers, so a pool of the reward.* size and timeout is made for them.
         pool = self.scorer if cfg.reward.reward_function.startswith("builtin:") else None
-        results = evaluate(
+        # The policy just updated is the one validated: sync it first (the engine slept holding the weights
+        # the step's rollouts came from), and free the engine's memory again afterwards.
+        self._sync_engine()
+        try:
+            results = self._evaluate(step, pool)
+        finally:
+            self.engine.sleep()
+        return flat_metrics(results, prefix="val")
+
+    def _evaluate(self, step: int, pool: Any) -> dict[str, Any]:
+        from fastgrpo.eval import EvalParams, evaluate
+
+        cfg = self.cfg
+        return evaluate(
             self.model, self.tokenizer, self.val_benchmarks,
             EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
             out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
-            timeout_s=cfg.reward.timeout_s,
+            timeout_s=cfg.reward.timeout_s, split_across_ranks=True,
         )
-        return flat_metrics(results, prefix="val")
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         t0 = time.perf_counter()
+        syncs_before = self._weight_syncs
+        # The last update's gradients are not needed again: free them before the rollout needs the memory.
+        self.optimizer.zero_grad(set_to_none=True)
         low, high = resolve_filter_bounds(self.cfg.algorithm.dynamic_filter_schedule,
                                           training_progress(step, self.total_steps),
                                           self.cfg.algorithm.filter_low, self.cfg.algorithm.filter_high)
@@ -397,7 +435,8 @@ class FastGRPORecipe:
         self.scheduler.step()
         n_tokens = sum(sum(g.lengths) for g in groups)
         metrics.update({"time/step": t2 - t0, "time/rollout": t1 - t0, "time/update": t2 - t1,
-                        "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9)})
+                        "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+                        "perf/weight_syncs": float(self._weight_syncs - syncs_before)})
         return metrics, self._sample_records(groups, batch)
 
     # -------------------------------------------------------------- rollouts
@@ -415,7 +454,7 @@ class FastGRPORecipe:
             params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                     top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
                                     seed=row_seed(cfg.rollout.seed, step, round_))
-            self.engine.sync_weights(self.model)  # collective for vLLM; a no-op for HF
+            self._sync_engine()  # the first round only: the policy does not change between rounds
             inputs = [self._prompt_input(e) for e in mine]
             out = self.engine.generate(inputs, params)
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
@@ -425,7 +464,8 @@ class FastGRPORecipe:
             timeouts += result.timeouts
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
-                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")})
+                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
+                      None if out.logprobs is None else out.logprobs[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
             ]
             gathered = all_gather_objects(local, info)
@@ -488,7 +528,8 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
+            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]),
+             None if g.rollout_logprobs is None else g.rollout_logprobs[j])
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
         self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -506,11 +547,12 @@ class FastGRPORecipe:
                   if n_updates > 1 else {})
         sums: dict[str, float] = {}
         weights = 0.0
+        mismatch = torch.zeros(3, dtype=torch.float64)  # |log pi_old - log pi_rollout| sum, capped, tokens
         grad_norms = []
         positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
         self.model.train()
-        for _epoch in range(cfg.actor.ppo_epochs):
+        for epoch in range(cfg.actor.ppo_epochs):
             for chunk, plan in zip(chunks, plans, strict=True):
                 mask_all = [len(s[1]) for s in chunk]
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
@@ -525,11 +567,19 @@ class FastGRPORecipe:
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
                     beta = torch.tensor([s[3] for s in mb], device=info.device)
+                    rollout_lp = self._rollout_logprobs(mb, packed)
+                    is_w = None
+                    if rollout_lp is not None:
+                        if epoch == 0 and real:
+                            mismatch += torch.stack([t.double().cpu() for t in rollout_mismatch(
+                                old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)])
+                        if a.rollout_is == "tis":
+                            is_w = tis_weights(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
                     loss, m = total_loss(
                         logp, old, adv, packed.response_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
                         kl_penalty=a.kl_penalty, use_kl_loss=need_ref, clip_ratio_low=a.clip_ratio_low,
                         clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
-                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c,
+                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w,
                     )
                     local_den = agg_denominator([len(s[1]) for s in mb], a.loss_agg_mode) if real else 0.0
                     scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
@@ -549,15 +599,20 @@ class FastGRPORecipe:
                         f"the update. Last good checkpoint: {latest or 'none'}. Lower actor.lr or check the data."
                     )
                 self.optimizer.step()
+                self._policy_version += 1
                 grad_norms.append(grad_norm)
         stats = torch.tensor([sums.get(k, 0.0) for k in WEIGHTED_LOSS_METRICS] + [weights], dtype=torch.float64)
-        stats = all_reduce_sum(stats, info)
+        stats = all_reduce_sum(torch.cat([stats, mismatch]), info)
+        mismatch, stats = stats[-3:], stats[:-3]
         total_w = float(stats[-1])
         out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
                if total_w > 0 and k in sums}
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
         out["perf/forward_positions"] = float(positions)
+        if float(mismatch[2]) > 0:  # rollout log-probs existed: how far the engine's policy is from the trainer's
+            out["rollout/logprob_abs_diff"] = float(mismatch[0] / mismatch[2])
+            out["rollout/is_capped_fraction"] = float(mismatch[1] / mismatch[2])
         self._patch_cache = {}
         return out
 
@@ -571,6 +626,15 @@ class FastGRPORecipe:
             mb = mine[i * mbs : (i + 1) * mbs]
             plan.append((mb, True) if mb else ([chunk[0]], False))  # zero-weight filler keeps ranks in step
         return plan
+
+    def _rollout_logprobs(self, mb: list[tuple], packed: Packed) -> torch.Tensor | None:
+        """The engine's log-probs of the micro-batch's tokens, laid out like `packed.response_ids` (or None)."""
+        if any(s[4] is None or len(s[4]) != len(s[1]) for s in mb):
+            return None
+        out = torch.zeros(packed.response_mask.shape, dtype=torch.float32)
+        for i, s in enumerate(mb):
+            out[i, : len(s[4])] = torch.tensor(s[4], dtype=torch.float32)
+        return out.to(packed.response_mask.device)
 
     @torch.no_grad()
     def _logprobs(self, model: torch.nn.Module, mb: list[tuple]) -> torch.Tensor:
