@@ -40,21 +40,24 @@ def tis_weights(old_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, resp
 
 
 class RolloutMismatch(NamedTuple):
-    """Sums, so micro-batches and ranks add up exactly: mean mismatch = abs_diff_sum / tokens."""
+    """Sums, so micro-batches and ranks add up exactly (mean mismatch = abs_diff_sum / tokens), and the
+    largest |difference| (combined by max)."""
 
     abs_diff_sum: torch.Tensor
     capped: torch.Tensor
     tokens: torch.Tensor
+    max_abs_diff: torch.Tensor
 
 
 def rollout_mismatch(old_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, response_mask: torch.Tensor,
                      cap: float = 2.0) -> RolloutMismatch:
     """Sums of |log pi_old - log pi_rollout| and of tokens whose ratio pi_old / pi_rollout exceeds `cap`,
-    over the masked tokens, with the token count. Mean mismatch = abs_diff_sum / tokens."""
+    over the masked tokens, with the token count and the largest |difference|."""
     mask = as_bool_tensor(response_mask)
     with torch.no_grad():
         diff = old_log_prob.float() - rollout_log_prob.float()
         zeros = torch.zeros_like(diff)
-        abs_sum = torch.where(mask, diff.abs(), zeros).sum()
+        abs_diff = torch.where(mask, diff.abs(), zeros)
         capped = (mask & (diff > torch.log(torch.tensor(float(cap))))).sum().to(torch.float32)
-        return RolloutMismatch(abs_sum, capped, mask.sum().to(torch.float32))
+        biggest = abs_diff.max() if abs_diff.numel() else torch.zeros(())
+        return RolloutMismatch(abs_diff.sum(), capped, mask.sum().to(torch.float32), biggest)

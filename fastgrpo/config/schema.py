@@ -200,6 +200,9 @@ class RolloutConfig:
     max_num_batched_tokens: int = 8192
     """vLLM only: most tokens the scheduler runs in one forward pass (prefill chunk budget); 0: vLLM's
     default."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM only: dtype of vLLM's weights and compute; `auto`: the actor's (model.dtype). A 16-bit engine under
+    an fp32 actor samples from a measurably different policy (see algorithm.rollout_is)."""
     sleep_level: int = 2
     """vLLM only, with enable_sleep_mode: 2 drops vLLM's weights while the actor trains (the next weight
     sync overwrites them anyway; TRL/verl's colocated default), 1 copies them to CPU memory and back."""

@@ -252,7 +252,8 @@ class HFRolloutEngine:
         out = self.model(input_ids=distinct[:, :width], attention_mask=d_mask,
                          position_ids=(d_mask.cumsum(-1) - 1).clamp_min(0), cache=cache, use_cache=True)
         logits = out.logits[inverse, -1, :]
-        if distinct.shape[0] < n_rows:
+        if distinct.shape[0] < n_rows or not torch.equal(inverse, torch.arange(n_rows, device=inverse.device)):
+            # rows back in batch order (and repeated per sample): torch.unique sorted them
             cache.batch_select_indices(inverse)
         active = torch.arange(n_rows, device=device)
         next_pos = position_ids[:, -1] + 1

@@ -250,10 +250,18 @@ class FastGRPORecipe:
         kwargs = {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
                   "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
                   "max_model_len": self.cfg.data.max_prompt_length
-                  + self.cfg.data.max_response_length, "seed": r.seed, "sleep_level": r.sleep_level}
+                  + self.cfg.data.max_response_length, "seed": r.seed, "sleep_level": r.sleep_level,
+                  "dtype": self._rollout_dtype()}
         if r.kv_cache_memory_mb:
             kwargs["kv_cache_memory_bytes"] = r.kv_cache_memory_mb * 2**20
         return kwargs
+
+    def _rollout_dtype(self) -> str:
+        """rollout.dtype `auto`: the actor's dtype, so a synced engine samples from the actor's policy (vLLM's
+        own `auto` would serve an fp32 checkpoint in 16-bit)."""
+        if self.cfg.rollout.dtype != "auto":
+            return self.cfg.rollout.dtype
+        return str(next(self.model.parameters()).dtype).replace("torch.", "")
 
     def _sync_engine(self) -> None:
         """Give the engine the current policy: once per policy change, not per generate call.
@@ -548,6 +556,7 @@ class FastGRPORecipe:
         sums: dict[str, float] = {}
         weights = 0.0
         mismatch = torch.zeros(3, dtype=torch.float64)  # |log pi_old - log pi_rollout| sum, capped, tokens
+        mismatch_max = torch.zeros(1, dtype=torch.float64)
         grad_norms = []
         positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
@@ -571,8 +580,9 @@ class FastGRPORecipe:
                     is_w = None
                     if rollout_lp is not None:
                         if epoch == 0 and real:
-                            mismatch += torch.stack([t.double().cpu() for t in rollout_mismatch(
-                                old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)])
+                            mm = rollout_mismatch(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
+                            mismatch += torch.stack([t.double().cpu() for t in mm[:3]])
+                            mismatch_max.clamp_(min=float(mm.max_abs_diff))
                         if a.rollout_is == "tis":
                             is_w = tis_weights(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
                     loss, m = total_loss(
@@ -604,6 +614,8 @@ class FastGRPORecipe:
         stats = torch.tensor([sums.get(k, 0.0) for k in WEIGHTED_LOSS_METRICS] + [weights], dtype=torch.float64)
         stats = all_reduce_sum(torch.cat([stats, mismatch]), info)
         mismatch, stats = stats[-3:], stats[:-3]
+        if info.distributed:
+            dist.all_reduce(mismatch_max, op=dist.ReduceOp.MAX)
         total_w = float(stats[-1])
         out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
                if total_w > 0 and k in sums}
@@ -613,6 +625,7 @@ class FastGRPORecipe:
         if float(mismatch[2]) > 0:  # rollout log-probs existed: how far the engine's policy is from the trainer's
             out["rollout/logprob_abs_diff"] = float(mismatch[0] / mismatch[2])
             out["rollout/is_capped_fraction"] = float(mismatch[1] / mismatch[2])
+            out["rollout/logprob_max_abs_diff"] = float(mismatch_max[0])
         self._patch_cache = {}
         return out
 

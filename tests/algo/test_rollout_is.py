@@ -34,6 +34,8 @@ def test_mismatch_sums_add_up_over_micro_batches() -> None:
     parts = [rollout_mismatch(old[i : i + 2], rollout[i : i + 2], mask[i : i + 2], cap=2.0) for i in (0, 2, 4)]
     for k in range(3):
         torch.testing.assert_close(sum(p[k] for p in parts), whole[k])
+    torch.testing.assert_close(max(p.max_abs_diff for p in parts), whole.max_abs_diff)
+    torch.testing.assert_close(whole.max_abs_diff, (old - rollout).abs()[mask].max())
     assert float(whole.tokens) == float(mask.sum())
     torch.testing.assert_close(whole.abs_diff_sum, (old - rollout).abs()[mask].sum())
     assert float(whole.capped) == float(((old - rollout) > math.log(2.0))[mask].sum())
