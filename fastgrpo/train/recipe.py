@@ -249,12 +249,19 @@ class FastGRPORecipe:
         r = self.cfg.rollout
         kwargs = {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
                   "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
-                  "max_model_len": self.cfg.data.max_prompt_length
-                  + self.cfg.data.max_response_length, "seed": r.seed, "sleep_level": r.sleep_level,
+                  "max_model_len": self._max_model_len(), "seed": r.seed, "sleep_level": r.sleep_level,
                   "dtype": self._rollout_dtype()}
         if r.kv_cache_memory_mb:
             kwargs["kv_cache_memory_bytes"] = r.kv_cache_memory_mb * 2**20
         return kwargs
+
+    def _max_model_len(self) -> int:
+        """Prompt plus answer budget of training, or of validation when it runs (eval.max_new_tokens)."""
+        d, cfg = self.cfg.data, self.cfg
+        answer = d.max_response_length
+        if cfg.trainer.val_freq > 0 or cfg.trainer.val_before_train:
+            answer = max(answer, cfg.eval.max_new_tokens)
+        return d.max_prompt_length + answer
 
     def _rollout_dtype(self) -> str:
         """rollout.dtype `auto`: the actor's dtype, so a synced engine samples from the actor's policy (vLLM's
@@ -404,12 +411,13 @@ class FastGRPORecipe:
         pool = self.scorer if cfg.reward.reward_function.startswith("builtin:") else None
         # The policy just updated is the one validated: sync it first (the engine slept holding the weights
         # the step's rollouts came from), and free the engine's memory again afterwards.
+        syncs_before = self._weight_syncs
         self._sync_engine()
         try:
             results = self._evaluate(step, pool)
         finally:
             self.engine.sleep()
-        return flat_metrics(results, prefix="val")
+        return {**flat_metrics(results, prefix="val"), "perf/val_weight_syncs": float(self._weight_syncs - syncs_before)}
 
     def _evaluate(self, step: int, pool: Any) -> dict[str, Any]:
         from fastgrpo.eval import EvalParams, evaluate
