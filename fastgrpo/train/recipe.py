@@ -419,13 +419,17 @@ class FastGRPORecipe:
             self.engine.sleep()
         return {**flat_metrics(results, prefix="val"), "perf/val_weight_syncs": float(self._weight_syncs - syncs_before)}
 
+    def _eval_params(self) -> Any:
+        from fastgrpo.eval import EvalParams
+
+        return EvalParams.from_eval_config(self.cfg.eval, seed=self.cfg.trainer.seed)
+
     def _evaluate(self, step: int, pool: Any) -> dict[str, Any]:
-        from fastgrpo.eval import EvalParams, evaluate
+        from fastgrpo.eval import evaluate
 
         cfg = self.cfg
         return evaluate(
-            self.model, self.tokenizer, self.val_benchmarks,
-            EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
+            self.model, self.tokenizer, self.val_benchmarks, self._eval_params(),
             out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
@@ -635,6 +639,7 @@ class FastGRPORecipe:
             out["rollout/is_capped_fraction"] = float(mismatch[1] / mismatch[2])
             out["rollout/logprob_max_abs_diff"] = float(mismatch_max[0])
         self._patch_cache = {}
+        self.optimizer.zero_grad(set_to_none=True)  # validation and the next rollout need the memory
         return out
 
     def _micro_plan(self, chunk: list[tuple], mbs: int) -> list[tuple[list[tuple], bool]]:

@@ -113,3 +113,49 @@ def test_eval_cli_with_vllm(vllm_model: Path, toy_data: Path, tmp_path: Path) ->
     assert bench["questions"] == 6
     records = [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
     assert len(records) == 12 and all(0 < r["tokens"] <= 8 for r in records)
+
+
+def test_validation_generates_with_the_updated_policy(vllm_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    """In-process: after a training step, validation's greedy answers (vLLM) are the updated actor's, not the
+    pre-update policy's (which the engine held after the rollout), and vLLM's log-probs are the actor's."""
+    import copy
+
+    import torch
+
+    from fastgrpo.eval import evaluate
+    from fastgrpo.rollout import PromptInput, SamplingParams
+    from fastgrpo.train.batch import pack, response_logprobs
+    from fastgrpo.train.dist import init_distributed
+    from fastgrpo.train.recipe import FastGRPORecipe
+    from tests.train.conftest import toy_config
+
+    cfg = toy_config(vllm_model, toy_data, tmp_path, **VLLM, **{
+        "trainer.max_steps": 1, "trainer.val_freq": 1, "data.val_files": str(toy_data), "eval.limit": 8,
+        "eval.n": 1, "eval.temperature": 0.0, "eval.max_new_tokens": 8, "actor.lr": 0.1})
+    rec = FastGRPORecipe(cfg, init_distributed(cfg.trainer.device))
+    rec.setup()
+    rec._write_run_files()
+    with rec.scorer:
+        before = copy.deepcopy(rec.model)
+        rec.train_step(1)
+        rec.validate(1)
+
+    def answers(path: Path) -> dict[str, str]:
+        return {json.loads(x)["prompt_id"]: json.loads(x)["response"] for x in path.read_text().splitlines()}
+
+    served = answers(tmp_path / "run" / "eval" / "step_000001" / "generations.jsonl")
+    greedy = {}
+    for name, model in (("updated", rec.model), ("before", before)):
+        evaluate(model, rec.tokenizer, rec.val_benchmarks, rec._eval_params(), out_dir=tmp_path / name,
+                 limit=8, progress=False, plot=False, num_workers=0)
+        greedy[name] = answers(tmp_path / name / "generations.jsonl")
+    assert served == greedy["updated"]
+    assert served != greedy["before"], "the update did not change any greedy answer: the check cannot tell"
+
+    prompts = [PromptInput(rec.tokenizer("1+2=")["input_ids"], uid=0)]
+    out = rec.engine.generate(prompts, SamplingParams(n=4, max_new_tokens=8, seed=0))
+    packed = pack([prompts[0].prompt_ids] * 4, out.response_ids, rec.tokenizer.pad_token_id, torch.device("cpu"))
+    with torch.no_grad():
+        actor = response_logprobs(rec.model, packed)
+    for i, lps in enumerate(out.logprobs or []):
+        assert (actor[i, : len(lps)] - torch.tensor(lps)).abs().max() < 1e-4
