@@ -162,11 +162,11 @@ class AlgorithmConfig:
     """How token losses become one number: `token-mean` (every token weighs the same, DAPO),
     `seq-mean-token-mean` (original GRPO), `seq-mean-token-sum`, `seq-mean-token-sum-norm` (Dr.GRPO)."""
     # Rollout/trainer mismatch correction.
-    rollout_is: Literal["off", "tis"] = "off"
+    rollout_is: Literal["none", "tis"] = "none"
     """Importance correction for the rollout engine sampling from a numerically different policy than the
     trainer's (vLLM's bf16 kernels, another attention): `tis` multiplies each token's policy-gradient term by
     min(pi_old / pi_rollout, rollout_is_cap) from the engine's log-probs (truncated IS, as verl and TRL);
-    `off`. The mismatch (rollout/logprob_abs_diff, rollout/is_capped_fraction) is logged either way."""
+    `none`: no correction. The mismatch (rollout/logprob_abs_diff, rollout/is_capped_fraction) is logged either way."""
     rollout_is_cap: float = 2.0
     """Truncation C of the `tis` weight min(pi_old / pi_rollout, C); > 0 (verl's default 2.0)."""
 

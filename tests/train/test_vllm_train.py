@@ -159,3 +159,18 @@ def test_validation_generates_with_the_updated_policy(vllm_model: Path, toy_data
         actor = response_logprobs(rec.model, packed)
     for i, lps in enumerate(out.logprobs or []):
         assert (actor[i, : len(lps)] - torch.tensor(lps)).abs().max() < 1e-4
+
+
+def test_bf16_vllm_under_fp32_actor_mismatch_is_logged_and_tis_trains(vllm_model: Path, toy_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """rollout.dtype=bfloat16 with an fp32 actor: a measurable mismatch, logged every step; with
+    algorithm.rollout_is=tis the truncated weights keep the update finite and training proceeds."""
+    train_cli(toy_overrides(vllm_model, toy_data, tmp_path, **VLLM, **{
+        "trainer.max_steps": 3, "rollout.dtype": "bfloat16", "algorithm.rollout_is": "tis",
+        "algorithm.rollout_is_cap": 2.0}))
+    rows = read_metrics(tmp_path / "run")
+    assert len(rows) == 3
+    for r in rows:
+        assert 1e-4 < r["rollout/logprob_abs_diff"] < 1.0, r["rollout/logprob_abs_diff"]
+        assert 0.0 <= r["rollout/is_capped_fraction"] < 0.5
+        assert math.isfinite(r["actor/total_loss"]) and r["actor/grad_norm"] > 0
