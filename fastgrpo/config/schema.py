@@ -45,7 +45,8 @@ class DataConfig:
     """System turn put before the user turn (null: none, so the chat template's own default, if any, applies)."""
     max_prompt_length: int = 1024
     """Prompt cap in tokens after the chat template (image tokens included); longer prompts are dropped or
-    cut, see filter_overlong_prompts. With vLLM, max_prompt_length + max_response_length is its max_model_len."""
+    cut, see filter_overlong_prompts. With vLLM, max_prompt_length + max_response_length (or eval.max_new_tokens
+    when validating, if larger) is its max_model_len; validation prompts must fit it too."""
     max_response_length: int = 2048
     """Most tokens generated per rollout response. Also the constant C of loss_agg_mode
     `seq-mean-token-sum-norm` (Dr.GRPO)."""
