@@ -28,8 +28,14 @@ def vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_vllm_tiny(tmp_path_factory.mktemp("vllm_train") / "model")
 
 
+LAUNCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+"""Set in this process by an in-process engine (external_launcher reads them); a child must not inherit
+them, or it would join this process's rendezvous port."""
+
+
 def run(cmd: list[str], timeout: int = 600) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
+    env.update({"OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
