@@ -22,7 +22,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
-from fastgrpo.rollout.hf import HFRolloutEngine
+from fastgrpo.rollout.hf import HFRolloutEngine, _LogprobRecorder
 
 __all__ = ["VisionHFRolloutEngine", "eos_token_ids", "make_vision_engine", "mm_token_type_ids"]
 
@@ -72,9 +72,10 @@ class _VisionGenerate:
         if "pixel_values" in kwargs or "pixel_values_videos" in kwargs:
             kwargs.setdefault("mm_token_type_ids", mm_token_type_ids(kwargs["input_ids"], self._image, self._video))
         if self._suppress:  # first, so temperature, top-k/p and the Gumbel noise never revive them
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [_SuppressTokens(self._suppress), *(kwargs.get("logits_processor") or [])]
-            )
+            procs = list(kwargs.get("logits_processor") or [])
+            # ... after the log-prob recorder only: it records the trainer's distribution (the full vocabulary)
+            at = 1 if procs and isinstance(procs[0], _LogprobRecorder) else 0
+            kwargs["logits_processor"] = LogitsProcessorList([*procs[:at], _SuppressTokens(self._suppress), *procs[at:]])
         return self.module.generate(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
