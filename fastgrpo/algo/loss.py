@@ -189,10 +189,15 @@ def total_loss(
     clip_ratio_dual: float | None = None,
     loss_agg_mode: str = "token-mean",
     norm_constant: float | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Policy loss plus per-token KL loss weighted per sample by its KL coefficient.
 
-    loss = agg( pg_token + beta_i * kl_token )
+    loss = agg( w_t * pg_token + beta_i * kl_token )
+
+    `is_weights` [N, T] (w_t, default 1): rollout importance weights (`fastgrpo.algo.rollout_is.tis_weights`),
+    correcting for the engine sampling from a slightly different policy; they scale only the
+    policy-gradient term, as in verl (the KL term is an expectation the trainer computes exactly).
 
     Why: FAST's KL coefficient differs per group, so the KL term cannot be a
     single scalar times a batch-mean KL; weighting each token by its
@@ -206,6 +211,10 @@ def total_loss(
         log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high, clip_ratio_dual, mask
     )
     pg_tok = parts["loss"]
+    if is_weights is not None:
+        if is_weights.shape != pg_tok.shape:
+            raise ValueError(f"is_weights shape {tuple(is_weights.shape)} != loss shape {tuple(pg_tok.shape)}")
+        pg_tok = pg_tok * torch.where(mask, is_weights.detach().float(), torch.zeros_like(pg_tok))
     pg_loss = agg_loss(pg_tok, mask, loss_agg_mode, norm_constant)
     metrics = _pg_metrics(parts, mask)
     metrics["pg_loss"] = _f(pg_loss)

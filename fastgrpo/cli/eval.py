@@ -300,9 +300,13 @@ def eval_command(
                 "tensor_parallel_size": cfg.rollout.tensor_parallel_size,
                 "gpu_memory_utilization": cfg.rollout.gpu_memory_utilization,
             }
+            if cfg.rollout.kv_cache_memory_mb:
+                vllm_kwargs["kv_cache_memory_bytes"] = cfg.rollout.kv_cache_memory_mb * 2**20
         # vLLM receives the weights from the loaded model, which can then stay on the CPU
         loaded = load_model(model_path, device="cpu" if kind == "vllm" else None, **load)
         micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call
+        if kind == "vllm":  # vLLM computes in the loaded weights' dtype (its own `auto` serves fp32 in 16-bit)
+            vllm_kwargs.setdefault("dtype", str(loaded.model.dtype).replace("torch.", ""))
         rollout = make_engine(kind, loaded, micro_batch_size=micro, **vllm_kwargs)
         if dp is None or dp.rank == 0:
             console.print(

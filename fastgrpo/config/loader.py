@@ -290,6 +290,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("rollout.temperature must be >= 0")
     if not 0 <= cfg.reward.max_error_fraction <= 1:
         raise ConfigError(f"reward.max_error_fraction must be in [0, 1], got {cfg.reward.max_error_fraction}")
+    if cfg.rollout.sleep_level not in (1, 2):
+        raise ConfigError(f"rollout.sleep_level must be 1 or 2, got {cfg.rollout.sleep_level}")
+    if cfg.rollout.kv_cache_memory_mb < 0:
+        raise ConfigError(f"rollout.kv_cache_memory_mb must be >= 0 (0: vLLM's default), got {cfg.rollout.kv_cache_memory_mb}")
+    if not cfg.algorithm.rollout_is_cap > 0:
+        raise ConfigError(f"algorithm.rollout_is_cap must be > 0, got {cfg.algorithm.rollout_is_cap}")
     loggers = {"console", "jsonl", "tensorboard", "wandb"}
     for i, name in enumerate(cfg.trainer.logger):
         if name not in loggers:

@@ -45,7 +45,8 @@ class DataConfig:
     """System turn put before the user turn (null: none, so the chat template's own default, if any, applies)."""
     max_prompt_length: int = 1024
     """Prompt cap in tokens after the chat template (image tokens included); longer prompts are dropped or
-    cut, see filter_overlong_prompts. With vLLM, max_prompt_length + max_response_length is its max_model_len."""
+    cut, see filter_overlong_prompts. With vLLM, max_prompt_length + max_response_length (or eval.max_new_tokens
+    when validating, if larger) is its max_model_len; validation prompts must fit it too."""
     max_response_length: int = 2048
     """Most tokens generated per rollout response. Also the constant C of loss_agg_mode
     `seq-mean-token-sum-norm` (Dr.GRPO)."""
@@ -166,6 +167,14 @@ class AlgorithmConfig:
     )
     """How token losses become one number: `token-mean` (every token weighs the same, DAPO),
     `seq-mean-token-mean` (original GRPO), `seq-mean-token-sum`, `seq-mean-token-sum-norm` (Dr.GRPO)."""
+    # Rollout/trainer mismatch correction.
+    rollout_is: Literal["none", "tis"] = "none"
+    """Importance correction for the rollout engine sampling from a numerically different policy than the
+    trainer's (vLLM's bf16 kernels, another attention): `tis` multiplies each token's policy-gradient term by
+    min(pi_old / pi_rollout, rollout_is_cap) from the engine's log-probs (truncated IS, as verl and TRL);
+    `none`: no correction. The mismatch (rollout/logprob_abs_diff, rollout/is_capped_fraction) is logged either way."""
+    rollout_is_cap: float = 2.0
+    """Truncation C of the `tis` weight min(pi_old / pi_rollout, C); > 0 (verl's default 2.0)."""
 
 
 @dataclass
@@ -192,11 +201,20 @@ class RolloutConfig:
     """vLLM only: fraction of each GPU's memory vLLM may take for weights and KV cache, in (0, 1]; leave
     room for the actor."""
     enable_sleep_mode: bool = True
-    """vLLM only: free the KV cache and offload vLLM's weights to CPU while the actor trains, and wake them
-    for the next generation; false keeps them resident (faster, more memory)."""
+    """vLLM only: free the KV cache and vLLM's weights (see sleep_level) while the actor trains, and wake them
+    for the next generation; false keeps them resident (faster, more memory). vLLM on CPU has no sleep mode."""
     max_num_batched_tokens: int = 8192
     """vLLM only: most tokens the scheduler runs in one forward pass (prefill chunk budget); 0: vLLM's
     default."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM only: dtype of vLLM's weights and compute; `auto`: the actor's (model.dtype). A 16-bit engine under
+    an fp32 actor samples from a measurably different policy (see algorithm.rollout_is)."""
+    sleep_level: int = 2
+    """vLLM only, with enable_sleep_mode: 2 drops vLLM's weights while the actor trains (the next weight
+    sync overwrites them anyway; TRL/verl's colocated default), 1 copies them to CPU memory and back."""
+    kv_cache_memory_mb: int = 0
+    """vLLM only: KV cache size in MiB; 0: vLLM sizes it from gpu_memory_utilization (on a CPU build of vLLM,
+    1024 MiB, since there that fraction would be taken from the system's memory)."""
 
 
 @dataclass

@@ -217,6 +217,7 @@ def evaluate(
     truncated_thinking: str | None = None,
     think_in_prompt: bool | None = None,
     data_parallel: DataParallel | None = None,
+    split_across_ranks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `model` on `benchmarks` and return the results dict (also written to `out_dir` when given).
 
@@ -231,6 +232,9 @@ def evaluate(
     the format metric and the truncated-thinking rule; recorded in results.json. `data_parallel`: this
     process is one of N, each with its own engine, splitting the questions (`fastgrpo.eval.parallel`);
     needs `out_dir`.
+    `split_across_ranks`: under torch.distributed, rank r generates questions r, r+W, ... (every rank still
+    calls the engine equally often, so FSDP / tensor-parallel collectives stay matched) and the records are
+    gathered after each batch, so every rank ends with the whole result and rank 0 writes it.
     """
     specs = [as_spec(b) for b in benchmarks]
     eval_params = (
@@ -305,16 +309,25 @@ def evaluate(
             plan.append((spec, sp, questions))
             mine = dp.shard(questions) if dp is not None else questions
             _rescore(spec, mine, sp.n, store, grader)
-            batches = _plan(mine, sp.n, store, batch_size)
+            rank, world = _rank_world() if split_across_ranks else (0, 1)
+            batches = _plan(mine[rank::world], sp.n, store, batch_size)
             total = sum(len(m) for b in batches for _, m in b)
+            if world > 1:
+                total = _reduce_over_ranks(total, "SUM")
             done_before = len(mine) * sp.n - total
             if done_before:
                 log.info(
                     "%s: %d samples already in %s, %d to generate", spec.name, done_before, store.path, total
                 )
             task = bar.add_task(spec.title, total=total) if bar is not None else None
-            for batch in batches:
-                records = _run_batch(spec, batch, sp, engine, tokenizer, builder, grader, eos)
+            for b in range(_reduce_over_ranks(len(batches), "MAX") if world > 1 else len(batches)):
+                if b < len(batches):
+                    records = _run_batch(spec, batches[b], sp, engine, tokenizer, builder, grader, eos)
+                else:  # this rank is done: an empty call keeps the engine's collectives in step
+                    engine.generate([], dataclasses.replace(sp, n=1))
+                    records = []
+                if world > 1:
+                    records = [r for part in _all_gather(records) for r in part]
                 store.append(records)
                 if bar is not None:
                     bar.advance(task, len(records))
@@ -365,6 +378,32 @@ def _summarize_all(
 def _records(store: GenerationStore, bench: str, it: EvalItem, n: int) -> list[dict[str, Any]]:
     out = [store.get((bench, it.prompt_id, i)) for i in range(n)]
     return [r for r in out if r is not None]
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _reduce_over_ranks(n: int, op: str) -> int:
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor([n], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
+    return int(t.item())
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def _run_batch(

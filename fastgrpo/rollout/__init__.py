@@ -21,7 +21,10 @@ def resolve_engine_name(engine: str) -> str:
     return "hf"
 
 
-def make_engine(name: str, model: Any, tokenizer: Any, micro_batch_size: int = 64, **vllm_kwargs: Any) -> RolloutEngine:
+def make_engine(name: str, model: Any, tokenizer: Any, micro_batch_size: int = 64,
+                return_logprobs: bool | None = None, **vllm_kwargs: Any) -> RolloutEngine:
+    """`return_logprobs`: the engine also returns each sampled token's log-prob (None: the engine's default,
+    off for HF, on for vLLM). `vllm_kwargs` go to `VLLMRolloutEngine`."""
     name = resolve_engine_name(name)
     eos = [tokenizer.eos_token_id]
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -31,9 +34,12 @@ def make_engine(name: str, model: Any, tokenizer: Any, micro_batch_size: int = 6
     if name == "hf":
         from fastgrpo.rollout.hf import HFRolloutEngine
 
-        return HFRolloutEngine(model, tokenizer.pad_token_id, eos, micro_batch_size=micro_batch_size)
+        return HFRolloutEngine(model, tokenizer.pad_token_id, eos, micro_batch_size=micro_batch_size,
+                               return_logprobs=bool(return_logprobs))
     if name == "vllm":
         from fastgrpo.rollout.vllm import VLLMRolloutEngine
 
+        if return_logprobs is not None:
+            vllm_kwargs["return_logprobs"] = return_logprobs
         return VLLMRolloutEngine(model, tokenizer, eos_token_ids=eos, **vllm_kwargs)
     raise ValueError(f"unknown rollout engine {name!r}; choose auto, hf or vllm")

@@ -78,6 +78,37 @@ class _GumbelNoise(LogitsProcessor):
         return scores + gumbel.to(scores.dtype)
 
 
+class _LogprobRecorder(LogitsProcessor):
+    """Records each row's log-prob of the token sampled at every step, keeping one step's log-softmax.
+
+    Why not `output_logits`: that keeps [steps, rows, vocab] logits until `generate` returns (tens of
+    GB at a 151,936 vocabulary and long answers); the token sampled at step t is visible at step t + 1
+    (the last column of `input_ids`), so only the previous step's log-softmax is held. Placed first in
+    the processor list, it sees the raw logits: the log-prob is of logits / temperature, as the trainer's.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.previous: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        if self.previous is not None:
+            self.steps.append(self.previous.gather(-1, tokens[:, None].to(self.previous.device)).squeeze(-1).cpu())
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.previous is not None:
+            self._take(input_ids[:, -1])
+        self.previous = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        """[rows, steps] log-probs, given the tokens sampled at the final step."""
+        self._take(last_tokens)
+        self.previous = None
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros((last_tokens.shape[0], 0))
+
+
 class HFRolloutEngine:
     fast_decode = True
     """Text prompts on one process use `_decode_compacting` (finished rows leave the batch); otherwise HF
@@ -152,6 +183,7 @@ class HFRolloutEngine:
             extra = _stack_processor_inputs([p.processor_inputs or {} for p in prompts], device)
         processors = LogitsProcessorList()
         sampling = params.temperature > 0
+        recorder = _LogprobRecorder(params.temperature) if self.return_logprobs else None
         if sampling:
             if params.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(params.temperature))
@@ -169,9 +201,10 @@ class HFRolloutEngine:
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
             return_dict_in_generate=True,
-            output_logits=self.return_logprobs,
             use_cache=True,
         )
+        if recorder is not None:
+            processors.insert(0, recorder)
         out = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -181,6 +214,7 @@ class HFRolloutEngine:
             **extra,
         )
         gen = out.sequences[:, width:].cpu()
+        token_lps = recorder.finish(gen[:, -1]) if recorder is not None and gen.shape[1] else None
         eos = torch.tensor(self.eos_token_ids)
         ids_out: list[list[int]] = []
         lps_out: list[list[float]] = []
@@ -190,11 +224,7 @@ class HFRolloutEngine:
             length = int(is_eos.nonzero()[0].item()) + 1 if is_eos.any() else row.shape[0]
             ids_out.append(row[:length].tolist())
             if self.return_logprobs:
-                logits = torch.stack([step[i] for step in out.logits[:length]]).float().cpu()
-                if sampling:
-                    logits = logits / params.temperature
-                lp = torch.log_softmax(logits, dim=-1).gather(-1, row[:length, None]).squeeze(-1)
-                lps_out.append(lp.tolist())
+                lps_out.append(token_lps[i, :length].tolist() if token_lps is not None else [])
         return ids_out, lps_out
 
 
@@ -224,7 +254,8 @@ class HFRolloutEngine:
         out = self.model(input_ids=distinct[:, :width], attention_mask=d_mask,
                          position_ids=(d_mask.cumsum(-1) - 1).clamp_min(0), **{cache_kw: cache}, use_cache=True)
         logits = out.logits[inverse, -1, :]
-        if distinct.shape[0] < n_rows:
+        if distinct.shape[0] < n_rows or not torch.equal(inverse, torch.arange(n_rows, device=inverse.device)):
+            # rows back in batch order (and repeated per sample): torch.unique sorted them
             cache.batch_select_indices(inverse)
         active = torch.arange(n_rows, device=device)
         next_pos = position_ids[:, -1] + 1

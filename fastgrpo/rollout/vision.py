@@ -22,7 +22,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
-from fastgrpo.rollout.hf import HFRolloutEngine
+from fastgrpo.rollout.hf import HFRolloutEngine, _LogprobRecorder
 
 __all__ = ["VisionHFRolloutEngine", "eos_token_ids", "make_vision_engine", "mm_token_type_ids"]
 
@@ -72,9 +72,10 @@ class _VisionGenerate:
         if "pixel_values" in kwargs or "pixel_values_videos" in kwargs:
             kwargs.setdefault("mm_token_type_ids", mm_token_type_ids(kwargs["input_ids"], self._image, self._video))
         if self._suppress:  # first, so temperature, top-k/p and the Gumbel noise never revive them
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [_SuppressTokens(self._suppress), *(kwargs.get("logits_processor") or [])]
-            )
+            procs = list(kwargs.get("logits_processor") or [])
+            # ... after the log-prob recorder only: it records the trainer's distribution (the full vocabulary)
+            at = 1 if procs and isinstance(procs[0], _LogprobRecorder) else 0
+            kwargs["logits_processor"] = LogitsProcessorList([*procs[:at], _SuppressTokens(self._suppress), *procs[at:]])
         return self.module.generate(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -128,7 +129,7 @@ def _fill_empty_processor_inputs(prompts: list[PromptInput]) -> list[PromptInput
 
 
 def make_vision_engine(name: str, model: Any, processor: Any, micro_batch_size: int = 64,
-                       **vllm_kwargs: Any) -> RolloutEngine:
+                       return_logprobs: bool | None = None, **vllm_kwargs: Any) -> RolloutEngine:
     """`make_engine` for a vision-language model; `processor` is a `fastgrpo.data.vision.VisionProcessor`.
 
     vllm_kwargs: as for `VLLMRolloutEngine` (tensor_parallel_size, gpu_memory_utilization, ...);
@@ -141,10 +142,12 @@ def make_vision_engine(name: str, model: Any, processor: Any, micro_batch_size: 
         return VisionHFRolloutEngine(model, tok.pad_token_id, eos, image_token_id=processor.image_token_id,
                                      video_token_id=processor.video_token_id,
                                      suppress_token_ids=processor.vision_token_ids,
-                                     micro_batch_size=micro_batch_size)
+                                     micro_batch_size=micro_batch_size, return_logprobs=bool(return_logprobs))
     if name == "vllm":
         from fastgrpo.rollout.vllm import VLLMRolloutEngine
 
+        if return_logprobs is not None:
+            vllm_kwargs["return_logprobs"] = return_logprobs
         vllm_kwargs.setdefault("image_token_id", processor.image_token_id)
         vllm_kwargs.setdefault("suppress_token_ids", processor.vision_token_ids)
         vllm_kwargs.setdefault("mm_processor_kwargs",

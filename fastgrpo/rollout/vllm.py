@@ -18,8 +18,19 @@ one at a time, in the same order on every rank), renamed to the checkpoint
 names vLLM's loader expects (`vllm_weight_name`), and fed to the vLLM model's
 `load_weights` in buckets of at most `bucket_bytes`.
 
-vllm is imported lazily (it is GPU-only, in the `.[gpu]` extra); on a machine
-without it, constructing the engine raises `MissingDependencyError`.
+vllm is imported lazily (the `.[gpu]` extra); on a machine without it,
+constructing the engine raises `MissingDependencyError`.
+
+CPU (vLLM built for its CPU backend; what the tests run, see `make test-vllm`):
+the same engine, with four differences, all decided once from the device:
+- no sleep mode (vLLM's CPU worker has none): `enable_sleep_mode` is turned off;
+- weight sync goes through the worker's `reload_weights` (the CPU linear layers
+  repack their weights after loading, so a second plain `load_weights` fails),
+  then a tied output layer is re-packed from the new embeddings;
+- the KV cache gets an explicit size (`kv_cache_memory_bytes`; vLLM would
+  otherwise reserve `gpu_memory_utilization` x the system's memory);
+- eager execution by default (torch.compile's start-up dominates short CPU runs).
+The GPU path is unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -185,10 +197,29 @@ def _truncate_at_eos(ids: list[int], lps: list[float] | None, eos: set[int]) -> 
     return ids, lps
 
 
+CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30
+"""KV cache on CPU when none is given: vLLM's own default would take a fraction of the system's memory."""
+
+
 def _rollout_device() -> torch.device:
-    if not torch.cuda.is_available():
-        raise RuntimeError("rollout.engine=vllm needs a CUDA GPU; use rollout.engine=hf on CPU")
-    return torch.device("cuda", torch.cuda.current_device())
+    """The GPU, or the CPU when this vLLM is a build for its CPU backend."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    try:
+        from vllm.platforms import current_platform
+
+        on_cpu = bool(current_platform.is_cpu())
+    except (ImportError, AttributeError):
+        on_cpu = False
+    if not on_cpu:
+        raise RuntimeError("rollout.engine=vllm needs a CUDA GPU (or vLLM built for CPU); "
+                           "use rollout.engine=hf on this machine")
+    return torch.device("cpu")
+
+
+def _is_cpu_backend(device: torch.device) -> bool:
+    """Whether vLLM runs on its CPU backend (the differences listed in the module docstring apply)."""
+    return device.type == "cpu"
 
 
 def _empty_cache() -> None:
@@ -221,10 +252,11 @@ class VLLMRolloutEngine:
         *,
         model_path: str | None = None,
         dtype: str = "auto",
-        sleep_level: int = 1,
+        sleep_level: int = 2,
         bucket_bytes: int = 512 * 2**20,
         max_num_batched_tokens: int | None = None,
-        enforce_eager: bool = False,
+        enforce_eager: bool | None = None,
+        kv_cache_memory_bytes: int | None = None,
         image_token_id: int | None = None,
         suppress_token_ids: Sequence[int] = (),
         mm_processor_kwargs: dict[str, Any] | None = None,
@@ -241,11 +273,22 @@ class VLLMRolloutEngine:
         `suppress_token_ids` (vision special tokens) get a -100 logit bias so responses never
         contain them. `mm_processor_kwargs` (e.g. min_pixels/max_pixels) must match the
         processor used for training, so vLLM makes as many image tokens as the trainer sees.
+        `sleep_level`: 2 (default) drops vLLM's weights while the actor trains, as the next sync
+        overwrites them anyway; 1 keeps a copy in CPU memory (only useful when generating without a
+        sync after waking). `kv_cache_memory_bytes`: an explicit KV cache size (default: vLLM sizes it
+        from `gpu_memory_utilization`; on CPU `CPU_DEFAULT_KV_CACHE_BYTES`). `enforce_eager` None:
+        eager on CPU, CUDA graphs on GPU.
         """
         vllm = require("vllm", extra="gpu", what="rollout.engine=vllm")
         self.device = _rollout_device()
+        self.on_cpu = _is_cpu_backend(self.device)
         if sleep_level not in (1, 2):
             raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
+        if self.on_cpu and enable_sleep_mode:
+            log.info("vLLM on CPU has no sleep mode: its weights and KV cache stay allocated")
+            enable_sleep_mode = False
+        if enforce_eager is None:
+            enforce_eager = self.on_cpu
         self._vllm = vllm
         self.tokenizer = tokenizer
         self.eos_token_ids = [int(e) for e in eos_token_ids]
@@ -254,7 +297,11 @@ class VLLMRolloutEngine:
         self.sleep_level = sleep_level
         self.bucket_bytes = int(bucket_bytes)
         self.return_logprobs = return_logprobs
+        self.num_syncs = 0
+        """Weight syncs so far (the trainer logs how many each step took)."""
+        self.last_sync_seconds = 0.0
         config = getattr(model, "config", None)
+        self.tied_output = has_tied_embeddings(model)
         self.image_token_id = image_token_id if image_token_id is not None else getattr(config, "image_token_id", None)
         self.suppress_token_ids = [int(t) for t in suppress_token_ids]
         path = model_path or getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None)
@@ -289,6 +336,10 @@ class VLLMRolloutEngine:
             kwargs["max_model_len"] = int(max_model_len)
         if max_num_batched_tokens:
             kwargs["max_num_batched_tokens"] = int(max_num_batched_tokens)
+        if self.on_cpu and kv_cache_memory_bytes is None and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            kv_cache_memory_bytes = CPU_DEFAULT_KV_CACHE_BYTES
+        if kv_cache_memory_bytes:
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_memory_bytes)
         if mm_processor_kwargs:
             kwargs["mm_processor_kwargs"] = dict(mm_processor_kwargs)
         if limit_images_per_prompt:
@@ -301,8 +352,14 @@ class VLLMRolloutEngine:
         self.llm = vllm.LLM(**kwargs)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_stale = False
-        self.sync_weights(model)
-        self.sleep()
+        if enable_sleep_mode and sleep_level == 2:
+            # A level-2 sleep would drop what a sync loads now: the first sync happens before the first
+            # generate (which refuses to run on the dummy weights).
+            self.sleep()
+            self._weights_stale = True
+        else:
+            self.sync_weights(model)
+            self.sleep()
 
     # ------------------------------------------------------------------ lifecycle
     def _prepare_env(self) -> None:
@@ -345,20 +402,45 @@ class VLLMRolloutEngine:
         for tag in tags:
             self._awake[tag] = True
 
+    @property
+    def weights_dropped(self) -> bool:
+        """True after a level-2 sleep: vLLM holds no usable weights until the next `sync_weights`."""
+        return self._weights_stale
+
     def sync_weights(self, model: Any) -> None:
         """Load the actor's current weights into vLLM, bucket by bucket (a collective under FSDP2)."""
+        t0 = time.perf_counter()
         if not self._awake["weights"]:
             self._wake(["weights"])  # the KV cache stays freed until generate
-        n = 0
         weights = iter_vllm_weights(model, dtype=self._vllm_dtype(), device=self.device)
-        for bucket in bucket_weights(weights, self.bucket_bytes):
-            self._load_weights(bucket)
-            n += len(bucket)
-            del bucket
+        n = self._reload_weights(weights) if self.on_cpu else self._load_buckets(weights)
         if n == 0:
             raise RuntimeError("weight sync sent no tensor: the actor's state dict is empty")
         self._weights_stale = False
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
+        self.num_syncs += 1
+        self.last_sync_seconds = time.perf_counter() - t0
+
+    def _load_buckets(self, weights: Iterator[tuple[str, torch.Tensor]]) -> int:
+        n = 0
+        for bucket in bucket_weights(weights, self.bucket_bytes):
+            self._load_weights(bucket)
+            n += len(bucket)
+            del bucket
+        return n
+
+    def _reload_weights(self, weights: Iterator[tuple[str, torch.Tensor]]) -> int:
+        """CPU: the worker's `reload_weights` (restores the layers' checkpoint layout, loads, re-packs).
+
+        The iterator is consumed lazily inside vLLM's loader, so one tensor is materialized at a time
+        (no buckets needed). A tied output layer was packed from the old embeddings at start-up and is
+        not among the loaded names: it is re-packed here, or it would keep the old weights.
+        """
+        counted = _Counted(weights)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": counted, "is_checkpoint_format": True})
+        if self.tied_output:
+            self.llm.collective_rpc(_repack_tied_output)
+        return counted.n
 
     def _vllm_dtype(self) -> torch.dtype | None:
         try:
@@ -483,3 +565,26 @@ def _vllm_model(llm: Any) -> Any | None:
 
 def _load_weights_on_worker(worker: Any, weights: list[tuple[str, torch.Tensor]]) -> None:
     worker.model_runner.model.load_weights(weights)
+
+
+class _Counted:
+    """Passes (name, tensor) pairs through, counting them (vLLM's loader consumes the iterator)."""
+
+    def __init__(self, items: Iterator[tuple[str, torch.Tensor]]) -> None:
+        self.items, self.n = items, 0
+
+    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for item in self.items:
+            self.n += 1
+            yield item
+
+
+def _repack_tied_output(worker: Any) -> None:
+    """Re-run the output layer's post-load processing (CPU kernels keep a packed copy of its weight)."""
+    model = worker.model_runner.get_model()
+    for holder in (model, getattr(model, "language_model", None)):
+        head = getattr(holder, "lm_head", None)
+        method = getattr(head, "quant_method", None)
+        if head is not None and hasattr(method, "process_weights_after_loading"):
+            method.process_weights_after_loading(head)
+            return

@@ -27,9 +27,13 @@ def engine_settings(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of the vLLM engine (the HF engine ignores them). Its model length is
     max_prompt_length + max_response_length: what training (and validation) can generate into."""
     r = cfg.rollout
-    return {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
-            "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
-            "max_model_len": cfg.data.max_prompt_length + cfg.data.max_response_length, "seed": r.seed}
+    kwargs = {"tensor_parallel_size": r.tensor_parallel_size, "gpu_memory_utilization": r.gpu_memory_utilization,
+              "enable_sleep_mode": r.enable_sleep_mode, "max_num_batched_tokens": r.max_num_batched_tokens,
+              "max_model_len": cfg.data.max_prompt_length + cfg.data.max_response_length, "seed": r.seed,
+              "sleep_level": r.sleep_level}
+    if r.kv_cache_memory_mb:
+        kwargs["kv_cache_memory_bytes"] = r.kv_cache_memory_mb * 2**20
+    return kwargs
 
 
 def model_max_length(model_config: Any) -> int | None:

@@ -35,6 +35,7 @@ from rich.progress import (
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
+from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
 from fastgrpo.data.chat_template import detect_think_in_prompt
@@ -111,6 +112,8 @@ class Group:
     texts: list[str]
     scores: dict[str, list[float]]  # accuracy / format / overall, per response
     errors: list[str | None] | None = None  # the reward function's exception per response (None: scored)
+    rollout_logprobs: list[list[float]] | None = None
+    """The engine's log-prob of each sampled token (None when the engine gives none)."""
 
     @property
     def lengths(self) -> list[int]:
@@ -200,11 +203,15 @@ class FastGRPORecipe:
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
         if self.vision:
             self.engine = make_vision_engine(cfg.rollout.engine, self.model, self.processor,
-                                             cfg.rollout.micro_batch_size, **self._vllm_kwargs())
+                                             cfg.rollout.micro_batch_size, return_logprobs=True,
+                                             **self._vllm_kwargs())
         else:
             self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
-                                      **self._vllm_kwargs())
+                                      return_logprobs=True, **self._vllm_kwargs())
         self.engine_name = resolve_engine_name(cfg.rollout.engine)
+        self._policy_version = 0  # optimizer updates applied to self.model in this process
+        self._engine_version: int | None = None  # the policy version the engine's weights are from
+        self._weight_syncs = 0
         self.scorer = RewardScorer(
             reward_function=cfg.reward.reward_function, template=cfg.reward.template,
             format_weight=cfg.reward.format_weight, timeout_s=cfg.reward.timeout_s,
@@ -276,7 +283,28 @@ class FastGRPORecipe:
         return load_policy_model(self.cfg.model, self.info.device, for_training=False)
 
     def _vllm_kwargs(self) -> dict[str, Any]:
-        return engine_settings(self.cfg)  # the same settings `fastgrpo train --dry-run` prints
+        # the same settings `fastgrpo train --dry-run` prints, plus the dtype of the weights it will receive
+        return {**engine_settings(self.cfg), "dtype": self._rollout_dtype()}
+
+    def _rollout_dtype(self) -> str:
+        """rollout.dtype `auto`: the actor's dtype, so a synced engine samples from the actor's policy (vLLM's
+        own `auto` would serve an fp32 checkpoint in 16-bit)."""
+        if self.cfg.rollout.dtype != "auto":
+            return self.cfg.rollout.dtype
+        return str(next(self.model.parameters()).dtype).replace("torch.", "")
+
+    def _sync_engine(self) -> None:
+        """Give the engine the current policy: once per policy change, not per generate call.
+
+        Why: the Slow2Fast refill rounds and the validation after an update all sample from the same
+        weights; re-sending them (a full gather under FSDP) would only cost time. A level-2 sleep drops
+        vLLM's weights, so after one the engine needs them again.
+        """
+        if self._engine_version == self._policy_version and not getattr(self.engine, "weights_dropped", False):
+            return
+        self.engine.sync_weights(self.model)  # collective for vLLM; a no-op for HF
+        self._engine_version = self._policy_version
+        self._weight_syncs += 1
 
     def _lr_lambda(self, step: int) -> float:
         a = self.cfg.actor
@@ -433,7 +461,7 @@ class FastGRPORecipe:
 
     def validate(self, step: int) -> dict[str, float]:
         """Run the eval harness on the live model (every rank; rank 0 writes <run_dir>/eval/step_N)."""
-        from fastgrpo.eval import EvalParams, evaluate, flat_metrics
+        from fastgrpo.eval import flat_metrics
 
         cfg = self.cfg
         if not self.val_benchmarks:
@@ -441,20 +469,40 @@ class FastGRPORecipe:
         # The training pool grades built-in rewards the same way; a custom reward function's pool
         # cannot grade eval answers, so a pool of the reward.* size and timeout is made for them.
         pool = self.scorer if cfg.reward.reward_function.startswith("builtin:") else None
-        results = evaluate(
-            self.model, self.tokenizer, self.val_benchmarks,
-            EvalParams.from_eval_config(cfg.eval, seed=cfg.trainer.seed),
+        # The policy just updated is the one validated: sync it first (the engine slept holding the weights
+        # the step's rollouts came from), and free the engine's memory again afterwards.
+        syncs_before = self._weight_syncs
+        self._sync_engine()
+        try:
+            results = self._evaluate(step, pool)
+        finally:
+            self.engine.sleep()
+        return {**flat_metrics(results, prefix="val"), "perf/val_weight_syncs": float(self._weight_syncs - syncs_before)}
+
+    def _eval_params(self) -> Any:
+        from fastgrpo.eval import EvalParams
+
+        return EvalParams.from_eval_config(self.cfg.eval, seed=self.cfg.trainer.seed)
+
+    def _evaluate(self, step: int, pool: Any) -> dict[str, Any]:
+        from fastgrpo.eval import evaluate
+
+        cfg = self.cfg
+        return evaluate(
+            self.model, self.tokenizer, self.val_benchmarks, self._eval_params(),
             out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
             timeout_s=cfg.reward.timeout_s, truncated_thinking=cfg.eval.truncated_thinking,
-            think_in_prompt=self.think_in_prompt,
+            think_in_prompt=self.think_in_prompt, split_across_ranks=True,
         )
-        return flat_metrics(results, prefix="val")
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         t0 = time.perf_counter()
+        syncs_before = self._weight_syncs
+        # The last update's gradients are not needed again: free them before the rollout needs the memory.
+        self.optimizer.zero_grad(set_to_none=True)
         low, high = resolve_filter_bounds(self.cfg.algorithm.dynamic_filter_schedule,
                                           training_progress(step, self.total_steps),
                                           self.cfg.algorithm.filter_low, self.cfg.algorithm.filter_high)
@@ -468,7 +516,8 @@ class FastGRPORecipe:
         self.scheduler.step()
         n_tokens = sum(sum(g.lengths) for g in groups)
         metrics.update({"time/step": t2 - t0, "time/rollout": t1 - t0, "time/update": t2 - t1,
-                        "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9)})
+                        "time/tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+                        "perf/weight_syncs": float(self._weight_syncs - syncs_before)})
         if self.cfg.data.on_bad_row == "skip":
             metrics["data/skipped_rows"] = float(self.bad_rows.skipped)
         return metrics, self._sample_records(groups, batch)
@@ -488,7 +537,7 @@ class FastGRPORecipe:
             params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                     top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
                                     seed=row_seed(cfg.rollout.seed, step, round_))
-            self.engine.sync_weights(self.model)  # collective for vLLM; a no-op for HF
+            self._sync_engine()  # the first round only: the policy does not change between rounds
             inputs = [self._prompt_input(e) for e in mine]
             out = self.engine.generate(inputs, params)
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
@@ -502,7 +551,8 @@ class FastGRPORecipe:
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
                       {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
-                      errors[i * n : (i + 1) * n])
+                      errors[i * n : (i + 1) * n],
+                      None if out.logprobs is None else out.logprobs[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
             ]
             gathered = all_gather_objects(local, info)
@@ -572,7 +622,8 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
+            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]),
+             None if g.rollout_logprobs is None else g.rollout_logprobs[j])
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
         self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -590,11 +641,13 @@ class FastGRPORecipe:
                   if n_updates > 1 else {})
         sums: dict[str, float] = {}
         weights = 0.0
+        mismatch = torch.zeros(3, dtype=torch.float64)  # |log pi_old - log pi_rollout| sum, capped, tokens
+        mismatch_max = torch.zeros(1, dtype=torch.float64)
         grad_norms = []
         positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
         self.model.train()
-        for _epoch in range(cfg.actor.ppo_epochs):
+        for epoch in range(cfg.actor.ppo_epochs):
             for chunk, plan in zip(chunks, plans, strict=True):
                 mask_all = [len(s[1]) for s in chunk]
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
@@ -609,11 +662,20 @@ class FastGRPORecipe:
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
                     beta = torch.tensor([s[3] for s in mb], device=info.device)
+                    rollout_lp = self._rollout_logprobs(mb, packed)
+                    is_w = None
+                    if rollout_lp is not None:
+                        if epoch == 0 and real:
+                            mm = rollout_mismatch(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
+                            mismatch += torch.stack([t.double().cpu() for t in mm[:3]])
+                            mismatch_max.clamp_(min=float(mm.max_abs_diff))
+                        if a.rollout_is == "tis":
+                            is_w = tis_weights(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
                     loss, m = total_loss(
                         logp, old, adv, packed.response_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
                         kl_penalty=a.kl_penalty, use_kl_loss=need_ref, clip_ratio_low=a.clip_ratio_low,
                         clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
-                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c,
+                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w,
                     )
                     local_den = agg_denominator([len(s[1]) for s in mb], a.loss_agg_mode) if real else 0.0
                     scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
@@ -633,16 +695,25 @@ class FastGRPORecipe:
                         f"the update. Last good checkpoint: {latest or 'none'}. Lower actor.lr or check the data."
                     )
                 self.optimizer.step()
+                self._policy_version += 1
                 grad_norms.append(grad_norm)
         stats = torch.tensor([sums.get(k, 0.0) for k in WEIGHTED_LOSS_METRICS] + [weights], dtype=torch.float64)
-        stats = all_reduce_sum(stats, info)
+        stats = all_reduce_sum(torch.cat([stats, mismatch]), info)
+        mismatch, stats = stats[-3:], stats[:-3]
+        if info.distributed:
+            dist.all_reduce(mismatch_max, op=dist.ReduceOp.MAX)
         total_w = float(stats[-1])
         out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
                if total_w > 0 and k in sums}
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
         out["perf/forward_positions"] = float(positions)
+        if float(mismatch[2]) > 0:  # rollout log-probs existed: how far the engine's policy is from the trainer's
+            out["rollout/logprob_abs_diff"] = float(mismatch[0] / mismatch[2])
+            out["rollout/is_capped_fraction"] = float(mismatch[1] / mismatch[2])
+            out["rollout/logprob_max_abs_diff"] = float(mismatch_max[0])
         self._patch_cache = {}
+        self.optimizer.zero_grad(set_to_none=True)  # validation and the next rollout need the memory
         return out
 
     def _micro_plan(self, chunk: list[tuple], mbs: int) -> list[tuple[list[tuple], bool]]:
@@ -655,6 +726,15 @@ class FastGRPORecipe:
             mb = mine[i * mbs : (i + 1) * mbs]
             plan.append((mb, True) if mb else ([chunk[0]], False))  # zero-weight filler keeps ranks in step
         return plan
+
+    def _rollout_logprobs(self, mb: list[tuple], packed: Packed) -> torch.Tensor | None:
+        """The engine's log-probs of the micro-batch's tokens, laid out like `packed.response_ids` (or None)."""
+        if any(s[4] is None or len(s[4]) != len(s[1]) for s in mb):
+            return None
+        out = torch.zeros(packed.response_mask.shape, dtype=torch.float32)
+        for i, s in enumerate(mb):
+            out[i, : len(s[4])] = torch.tensor(s[4], dtype=torch.float32)
+        return out.to(packed.response_mask.device)
 
     @torch.no_grad()
     def _logprobs(self, model: torch.nn.Module, mb: list[tuple]) -> torch.Tensor:

@@ -82,3 +82,21 @@ def test_compacting_decode_matches_hf_generate(tiny: tuple) -> None:
     assert len({len(r) for r in outs[True].response_ids}) > 1  # rows did finish at different lengths
     for a, b in zip(outs[True].logprobs, outs[False].logprobs, strict=True):
         assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5)
+
+
+def test_distinct_prompts_keep_their_own_cache_rows(tmp_path: Path) -> None:
+    """n=1 with distinct prompts (every row unique): each row decodes from its own prompt's cache, as when
+    generated alone. The prefill deduplicates rows with torch.unique, which also sorts them; they must be
+    put back in batch order even when none repeats (a mix-up changed a greedy answer here)."""
+    path = build_tiny_qwen2(tmp_path / "m", hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                            intermediate_size=128)
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    prompts = [PromptInput(tok(t)["input_ids"], uid=i) for i, t in enumerate(["1+2=", "3+4+5=", "9*9="])]
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=6)
+    batched = make_engine("hf", model, tok).generate(prompts, params).response_ids
+    alone = [make_engine("hf", model, tok).generate([p], params).response_ids[0] for p in prompts]
+    assert batched == alone

@@ -313,6 +313,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     mod.SamplingParams = FakeSamplingParams  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", mod)
     monkeypatch.setattr(vllm_engine, "_rollout_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(vllm_engine, "_is_cpu_backend", lambda device: False)  # the GPU path's logic
     FakeLLM.instances.clear()
     return mod
 
@@ -322,7 +323,7 @@ def test_engine_contract_with_stand_in_vllm(fake_vllm: types.ModuleType, tmp_pat
     tok = build_vl_tokenizer()
     eng = VLLMRolloutEngine(model, tok, eos_token_ids=[tok.eos_token_id], tensor_parallel_size=1,
                             gpu_memory_utilization=0.4, enable_sleep_mode=True, max_model_len=128, seed=3,
-                            model_path=str(tmp_path), bucket_bytes=4096, image_token_id=IMG,
+                            model_path=str(tmp_path), bucket_bytes=4096, image_token_id=IMG, sleep_level=1,
                             suppress_token_ids=[IMG, 201], mm_processor_kwargs={"min_pixels": 3136})
     llm = FakeLLM.instances[0]
     kw = llm.kwargs
@@ -372,7 +373,10 @@ def test_engine_contract_with_stand_in_vllm(fake_vllm: types.ModuleType, tmp_pat
 def test_engine_level2_sleep_needs_a_sync(fake_vllm: types.ModuleType, tmp_path: Path) -> None:
     model = tiny_qwen2(True)
     tok = build_char_tokenizer()
-    eng = VLLMRolloutEngine(model, tok, eos_token_ids=[tok.eos_token_id], model_path=str(tmp_path), sleep_level=2)
+    eng = VLLMRolloutEngine(model, tok, eos_token_ids=[tok.eos_token_id], model_path=str(tmp_path))
+    llm = FakeLLM.instances[0]
+    assert eng.sleep_level == 2  # the default: the weights a sync would load now would be dropped at once
+    assert llm.model.loads == [] and llm.calls == [("sleep", 2)] and eng.weights_dropped
     with pytest.raises(RuntimeError, match="sync_weights"):
         eng.generate([PromptInput([1, 2])], SamplingParams(max_new_tokens=3, seed=0))
     eng.sync_weights(model)
@@ -380,7 +384,6 @@ def test_engine_level2_sleep_needs_a_sync(fake_vllm: types.ModuleType, tmp_path:
     assert len(out.response_ids) == 1
     # sync then sleep without generating: the KV cache is woken first so vLLM sleeps a consistent state
     eng.sleep()
-    llm = FakeLLM.instances[0]
     llm.calls.clear()
     eng.sync_weights(model)
     eng.sleep()
