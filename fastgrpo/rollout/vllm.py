@@ -35,6 +35,7 @@ The GPU path is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -317,8 +318,6 @@ class VLLMRolloutEngine:
             self._tp_group, _ = dist.new_subgroups_by_enumeration(
                 [list(range(g * self.tp, (g + 1) * self.tp)) for g in range(self.world_size // self.tp)]
             )
-        self._prepare_env()
-
         kwargs: dict[str, Any] = {
             "model": str(path),
             "tensor_parallel_size": self.tp,
@@ -349,7 +348,8 @@ class VLLMRolloutEngine:
             # log-probs of the distribution actually sampled (after temperature), like the HF engine's
             kwargs["logprobs_mode"] = logprobs_mode
         kwargs.update(llm_kwargs or {})
-        self.llm = vllm.LLM(**kwargs)
+        with self._launch_env():
+            self.llm = vllm.LLM(**kwargs)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_stale = False
         if enable_sleep_mode and sleep_level == 2:
@@ -362,14 +362,23 @@ class VLLMRolloutEngine:
             self.sleep()
 
     # ------------------------------------------------------------------ lifecycle
-    def _prepare_env(self) -> None:
-        """external_launcher reads the torch.distributed env; a single process may not have it."""
-        os.environ.setdefault("RANK", str(self.rank))
-        os.environ.setdefault("LOCAL_RANK", os.environ.get("LOCAL_RANK", "0"))
-        os.environ.setdefault("WORLD_SIZE", str(self.world_size))
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = str(_free_port())
+    @contextlib.contextmanager
+    def _launch_env(self) -> Iterator[None]:
+        """external_launcher reads the torch.distributed env at start-up; a single process may not have it.
+
+        Set only for the `LLM(...)` call and restored afterwards: left behind, a WORLD_SIZE or MASTER_PORT
+        leaks into everything this process later reads or launches (a child torchrun joined its port).
+        """
+        wanted = {"RANK": str(self.rank), "LOCAL_RANK": "0", "WORLD_SIZE": str(self.world_size),
+                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": None}
+        added = [k for k in wanted if k not in os.environ]
+        for k in added:
+            os.environ[k] = wanted[k] or str(_free_port())
+        try:
+            yield
+        finally:
+            for k in added:
+                os.environ.pop(k, None)
 
     def sleep(self) -> None:
         """Free the KV cache and offload (level 1) or drop (level 2) the weights while the actor trains."""
