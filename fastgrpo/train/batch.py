@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from fastgrpo.train.logprobs import HeadOptions, TokenStats, plain_token_stats, token_stats
+
 
 @dataclass
 class Packed:
@@ -154,21 +156,27 @@ def pack_shared_prompt(prompts: Sequence[Sequence[int]], responses: Sequence[Seq
     )
 
 
-def response_logprobs(model: Any, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
+def forward_kwargs(packed: Packed) -> dict[str, Any]:
+    """The model inputs of a text layout (the vision layout has its own, see `vision_batch`)."""
+    return {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
+            "position_ids": packed.position_ids, "use_cache": False}
+
+
+def response_token_stats(model: Any, packed: Packed, temperature: float = 1.0,
+                         opts: HeadOptions | None = None) -> TokenStats:
+    """log pi and (per `opts`) entropy of each response token, [N, T]; grads flow if enabled.
+
+    By default from the final hidden states in chunks (`fastgrpo.train.logprobs`): no full-vocabulary logits.
+    """
+    return token_stats(model, forward_kwargs(packed), packed, temperature, opts)
+
+
+def response_logprobs(model: Any, packed: Packed, temperature: float = 1.0,
+                      opts: HeadOptions | None = None) -> torch.Tensor:
     """log pi(response token) for each response position, [N, T]; grads flow if enabled."""
-    out = model(
-        input_ids=packed.input_ids,
-        attention_mask=packed.attention_mask,
-        position_ids=packed.position_ids,
-        use_cache=False,
-    )
-    return logprobs_from_logits(out.logits, packed, temperature)
+    return response_token_stats(model, packed, temperature, opts).logp
 
 
 def logprobs_from_logits(logits: torch.Tensor, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
-    """Pick the response positions first, so log-softmax runs on [N, T, V] rather than [R, L, V]."""
-    picked = logits[packed.gather_row[:, None], packed.gather_index].float()
-    if temperature > 0 and temperature != 1.0:
-        picked = picked / temperature
-    logp = torch.log_softmax(picked, dim=-1).gather(-1, packed.response_ids.unsqueeze(-1)).squeeze(-1)
-    return logp.masked_fill(~packed.response_mask, 0.0)
+    """The full-logits path: pick the response positions first, so log-softmax runs on [N, T, V], not [R, L, V]."""
+    return plain_token_stats(logits, packed, temperature).logp

@@ -45,25 +45,29 @@ from fastgrpo.reward import RewardScorer
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
-from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_logprobs
+from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_token_stats
 from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
 from fastgrpo.train.dist import (
     DistInfo,
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    ensure_process_group,
     init_distributed,
     seed_everything,
 )
 from fastgrpo.train.loggers import RunLogger, truncate_jsonl
+from fastgrpo.train.logprobs import HeadOptions, TokenStats
 from fastgrpo.train.model import (
     ModelLoadError,
     is_vision_model,
     load_policy_model,
     load_tokenizer,
+    resolve_dtype,
+    resolve_master_dtype,
     shard_fsdp2,
 )
-from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
+from fastgrpo.train.vision_batch import pack_vision, vision_response_token_stats
 
 log = get_logger(__name__)
 
@@ -142,16 +146,22 @@ class FastGRPORecipe:
         seed_everything(cfg.trainer.seed)
         if cfg.trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        # Mixed precision (SPEC section 6): fp32 master parameters and AdamW state, compute in model.dtype.
+        self.compute_dtype = resolve_dtype(cfg.model.dtype, info.device)
         try:
-            self.model = load_policy_model(cfg.model, info.device, for_training=True)
+            self.master_dtype = resolve_master_dtype(cfg.actor.master_dtype, self.compute_dtype)
+            self.model = load_policy_model(cfg.model, info.device, for_training=True, param_dtype=self.master_dtype)
             self.ref = self._make_reference()
-        except ModelLoadError as e:
+        except (ModelLoadError, ValueError) as e:
             raise TrainingError(str(e)) from None
         self.packing = self._resolve_packing()
-        if info.distributed:
-            shard_fsdp2(self.model, info, cfg.actor.mixed_precision, cfg.actor.fsdp_reshard_after_forward)
-            if self.ref is not None:
-                shard_fsdp2(self.ref, info, cfg.actor.mixed_precision, True)
+        mixed = self.master_dtype != self.compute_dtype
+        if info.distributed or mixed:
+            ensure_process_group(info)  # one process in mixed precision: a one-rank FSDP2 group, same numerics
+            shard_fsdp2(self.model, info, self.compute_dtype, cfg.actor.fsdp_reshard_after_forward)
+            if self.ref is not None and info.distributed:
+                shard_fsdp2(self.ref, info, None, True)
+        self.head = HeadOptions(method=cfg.actor.logprob_method, chunk_size=cfg.actor.logprob_chunk_size)
         a = cfg.actor
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -236,7 +246,7 @@ class FastGRPORecipe:
             a.kl_type == "group_accuracy_based" and a.kl_max_coef == 0
         ):
             return None
-        return load_policy_model(self.cfg.model, self.info.device, for_training=False)
+        return load_policy_model(self.cfg.model, self.info.device, for_training=False)  # in the compute dtype
 
     def _vllm_kwargs(self) -> dict[str, Any]:
         r = self.cfg.rollout
@@ -305,7 +315,8 @@ class FastGRPORecipe:
         state = {
             "step": step,
             "total_steps": self.total_steps,
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),  # the master weights'
+            "compute_dtype": str(self.compute_dtype).replace("torch.", ""),  # export's default dtype
             "world_size": self.info.world_size,
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -488,7 +499,7 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]))
+            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]), bool(batch["is_hard"][gi]))
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
         self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -507,6 +518,7 @@ class FastGRPORecipe:
         sums: dict[str, float] = {}
         weights = 0.0
         grad_norms = []
+        ent_sums: dict[str, float] = {}  # token entropy of the first epoch's actor passes, by bucket
         positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
         self.model.train()
@@ -521,7 +533,10 @@ class FastGRPORecipe:
                         with torch.no_grad():
                             ref_lp[id(mb)] = self._response_logprobs(self.ref, packed)
                     positions += packed.input_ids.numel()
-                    logp = self._response_logprobs(self.model, packed)
+                    stats = self._token_stats(self.model, packed, entropy=True)
+                    logp = stats.logp
+                    if real and _epoch == 0 and stats.entropy is not None:
+                        self._add_entropy(ent_sums, stats.entropy, packed.response_mask, mb)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
                     beta = torch.tensor([s[3] for s in mb], device=info.device)
@@ -555,6 +570,7 @@ class FastGRPORecipe:
         total_w = float(stats[-1])
         out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
                if total_w > 0 and k in sums}
+        out.update(self._entropy_metrics(ent_sums))
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
         out["perf/forward_positions"] = float(positions)
@@ -604,9 +620,31 @@ class FastGRPORecipe:
         return cached
 
     def _response_logprobs(self, model: torch.nn.Module, packed: Packed) -> torch.Tensor:
+        return self._token_stats(model, packed).logp
+
+    def _token_stats(self, model: torch.nn.Module, packed: Packed, entropy: bool = False) -> TokenStats:
+        """Log-probs (and entropy, from the same chunked pass) of the response tokens, per actor.logprob_*."""
+        opts = HeadOptions(self.head.method, self.head.chunk_size, entropy)
         if self.vision:
-            return vision_response_logprobs(model, packed, self.cfg.rollout.temperature)
-        return response_logprobs(model, packed, self.cfg.rollout.temperature)
+            return vision_response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
+        return response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
+
+    def _entropy_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Mean token entropy over all ranks' response tokens: all/easy/hard `entropy` (absent for an empty bucket)."""
+        keys = [f"{b}/{k}" for b in ("all", "easy", "hard") for k in ("sum", "n")]
+        t = all_reduce_sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64), self.info)
+        return {f"{b}/entropy": float(t[2 * i] / t[2 * i + 1])
+                for i, b in enumerate(("all", "easy", "hard")) if t[2 * i + 1] > 0}
+
+    @staticmethod
+    def _add_entropy(sums: dict[str, float], entropy: torch.Tensor, mask: torch.Tensor, mb: list[tuple]) -> None:
+        """Token-summed entropy and token counts of a micro-batch, overall and per easy/hard bucket."""
+        per_sample = (entropy.detach().float() * mask).sum(-1).tolist()
+        counts = mask.sum(-1).tolist()
+        for (_, _, _, _, hard), e, n in zip(mb, per_sample, counts, strict=True):
+            for bucket in ("all", "hard" if hard else "easy"):
+                sums[f"{bucket}/sum"] = sums.get(f"{bucket}/sum", 0.0) + e
+                sums[f"{bucket}/n"] = sums.get(f"{bucket}/n", 0.0) + n
 
     def _sample_records(self, groups: list[Group], batch: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
