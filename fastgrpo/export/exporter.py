@@ -50,7 +50,7 @@ class ExportOptions:
     """Destination folder; default <run_dir>/export."""
     step: int | None = None
     dtype: str | None = None
-    """float32 | bfloat16 | float16; default: the checkpoint's dtype."""
+    """float32 | bfloat16 | float16; default: the dtype training computed in (trainer_state `compute_dtype`)."""
     max_shard_size: str | int = DEFAULT_MAX_SHARD
     repo_id: str | None = None
     private: bool = False

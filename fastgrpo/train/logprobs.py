@@ -17,8 +17,8 @@ How the hidden states are reached: the model's own forward runs unchanged (so
 FSDP2 gathers the root unit, mixed-precision casts apply, Qwen-VL computes its
 3-D rope positions), and only the output embedding's `forward` is swapped for
 the duration of the call: it receives the normalized hidden states, computes
-the statistics into a side slot and returns an empty [B, L, 0] tensor in place
-of the logits.
+the statistics and returns them as a [1, M, 2] tensor in place of the [B, L, V]
+logits (they must leave through the model's output: see `_captured_head`).
 
 Three methods (`actor.logprob_method`):
 - `chunked` (default): the autograd function below, any device;
@@ -185,11 +185,6 @@ def liger_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 # ------------------------------------------------------------- model plumbing
-def _response_rows(x: torch.Tensor, packed: Any) -> torch.Tensor:
-    """The [M, ...] entries of `x` [R, L, ...] at the positions that predict each real response token."""
-    return x[packed.gather_row[:, None], packed.gather_index][packed.response_mask]
-
-
 def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
     return out.masked_scatter(mask, values)
@@ -223,17 +218,22 @@ def _check_head(model: Any) -> torch.nn.Module:
 
 
 @contextmanager
-def _captured_head(head: torch.nn.Module, compute: Any) -> Iterator[dict[str, Any]]:
-    """Swap `head.forward` for `compute(hidden)` during the block; its result lands in the yielded slot."""
-    slot: dict[str, Any] = {}
+def _captured_head(head: torch.nn.Module, compute: Any) -> Iterator[dict[str, bool]]:
+    """Swap `head.forward` for `compute(hidden)` during the block (an instance attribute shadows the method).
+
+    `compute` returns what the model then returns as its `logits`: the statistics must leave through the
+    model's own output, because FSDP2 re-gathers the root unit's parameters (lm_head among them) for the
+    backward from a hook on that output; a side channel would meet freed weights in the backward.
+    """
+    called = {"head": False}
 
     def forward(hidden: torch.Tensor) -> torch.Tensor:
-        slot["out"] = compute(hidden, head)
-        return hidden.new_zeros((*hidden.shape[:-1], 0))
+        called["head"] = True
+        return compute(hidden, head)
 
-    head.forward = forward  # instance attribute: shadows the class method for this call only
+    head.forward = forward
     try:
-        yield slot
+        yield called
     finally:
         del head.forward
 
@@ -245,22 +245,28 @@ def token_stats(model: Any, forward_kwargs: dict[str, Any], packed: Any, tempera
     if opts.method == "full":
         return plain_token_stats(model(**forward_kwargs).logits, packed, temperature, opts.entropy)
     head = _check_head(model)
-    targets = packed.response_ids[packed.response_mask]
+    mask = packed.response_mask
+    targets = packed.response_ids[mask]
+    rows = packed.gather_row[:, None].expand_as(packed.gather_index)[mask]
+    cols = packed.gather_index[mask]
     use_liger = opts.method == "liger" and not torch.is_grad_enabled()
 
-    def compute(hidden: torch.Tensor, head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = _response_rows(hidden, packed)
+    def compute(hidden: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+        h = hidden[rows, cols]  # [M, H]: only the positions that predict a response token
         bias = getattr(head, "bias", None)
         if use_liger:
-            return liger_logprobs(h, head.weight, bias, targets, temperature), None
-        return chunked_logprobs(h, head.weight, bias, targets, temperature, opts.chunk_size, opts.entropy)
+            logp, ent = liger_logprobs(h, head.weight, bias, targets, temperature), None
+        else:
+            logp, ent = chunked_logprobs(h, head.weight, bias, targets, temperature, opts.chunk_size, opts.entropy)
+        # [1, M, 2] in place of [R, L, V] logits (not scattered back to [R, L]: in the shared-prompt layout
+        # the first tokens of sibling responses are predicted from one shared position).
+        return torch.stack([logp, ent if ent is not None else torch.zeros_like(logp)], dim=-1)[None]
 
-    with _captured_head(head, compute) as slot:
-        model(**forward_kwargs)
-    if "out" not in slot:
+    with _captured_head(head, compute) as called:
+        packed_stats = model(**forward_kwargs).logits
+    if not called["head"] or tuple(packed_stats.shape) != (1, len(targets), 2):
         raise RuntimeError(f"{type(model).__name__}'s forward did not call its lm_head module; "
                            "set actor.logprob_method=full")
-    logp, ent = slot["out"]
-    mask = packed.response_mask
-    return TokenStats(_scatter(logp, mask), _scatter(ent.detach() if not ent.requires_grad else ent, mask)
-                      if ent is not None else None)
+    vals = packed_stats[0]
+    logp = _scatter(vals[:, 0], mask)
+    return TokenStats(logp, _scatter(vals[:, 1], mask) if opts.entropy and not use_liger else None)
