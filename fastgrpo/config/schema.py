@@ -218,11 +218,13 @@ class ActorConfig:
     ppo_epochs: int = 1
     """Passes over each step's rollouts (>= 1). With more than one update per step the old-policy log-probs
     are computed before the first, so the PPO ratio and clip take effect."""
-    packing: Literal["auto", "shared_prompt", "padded"] = "auto"
+    packing: Literal["auto", "shared_prompt", "varlen", "padded"] = "auto"
     """Layout of a micro-batch for the log-prob passes. `shared_prompt`: rows hold each prompt once followed by
     several of its responses, under a block mask (same log-probs; skips the repeated prompts and the padding);
-    needs sdpa attention. `padded`: one right-padded row per response. `auto`: shared_prompt for text models
-    with sdpa attention, padded otherwise (vision models, eager or flash-attention)."""
+    needs sdpa attention. `varlen`: one padding-free row, sequences told apart by restarting position ids
+    (flash-attn's varlen kernel; with sdpa/eager a dense mask over the whole row). `padded`: one right-padded
+    row per response. `auto`: shared_prompt for text models with sdpa, varlen with flash_attention_2, padded
+    otherwise (vision models, eager)."""
     pack_length: int = 0
     """Row length cap in tokens for shared_prompt (0: the longest prompt+response in the micro-batch)."""
     fsdp_reshard_after_forward: bool = True

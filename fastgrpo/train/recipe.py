@@ -45,7 +45,7 @@ from fastgrpo.reward import RewardScorer
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
-from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_token_stats
+from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, pack_varlen, response_token_stats
 from fastgrpo.train.checkpoint import clean_stale_temp, latest_checkpoint, load_checkpoint, save_checkpoint
 from fastgrpo.train.dist import (
     DistInfo,
@@ -229,16 +229,21 @@ class FastGRPORecipe:
         return benchmarks
 
     def _resolve_packing(self) -> str:
-        """actor.packing `auto` -> the shared-prompt layout wherever its block mask is supported."""
+        """actor.packing `auto` -> shared_prompt with sdpa, padding-free varlen with flash-attn, else padded."""
         requested = self.cfg.actor.packing
         attn = getattr(self.model.config, "_attn_implementation", None)
         supported = not self.vision and attn == "sdpa"
+        if requested in ("shared_prompt", "varlen") and self.vision:
+            raise TrainingError(f"actor.packing={requested} needs a text model, not a vision one (3-D rope "
+                                "positions); set actor.packing=padded (or auto)")
         if requested == "shared_prompt" and not supported:
-            why = "vision models (3-D rope positions)" if self.vision else f"attn_implementation {attn!r}"
-            raise TrainingError(f"actor.packing=shared_prompt needs a text model with sdpa attention, not {why}; "
-                                "set actor.packing=padded (or auto)")
-        packing = "shared_prompt" if requested == "auto" and supported else requested
-        return "padded" if packing == "auto" else packing
+            raise TrainingError(f"actor.packing=shared_prompt needs sdpa attention, not attn_implementation {attn!r}; "
+                                "set actor.packing=padded, varlen or auto")
+        if requested != "auto":
+            return requested
+        if self.vision:
+            return "padded"
+        return {"sdpa": "shared_prompt", "flash_attention_2": "varlen"}.get(str(attn), "padded")
 
     def _make_reference(self) -> torch.nn.Module | None:
         a = self.cfg.algorithm
@@ -602,6 +607,8 @@ class FastGRPORecipe:
         pad = self.tokenizer.pad_token_id
         if self.packing == "shared_prompt":
             return pack_shared_prompt(prompts, responses, pad, self.info.device, self.cfg.actor.pack_length)
+        if self.packing == "varlen":
+            return pack_varlen(prompts, responses, pad, self.info.device)
         if not self.vision:
             return pack(prompts, responses, pad, self.info.device)
         p = self.processor
