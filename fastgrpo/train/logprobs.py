@@ -73,6 +73,10 @@ def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return z
 
 
+_ENTROPY_ROWS = 64
+"""Rows per block of the entropy's e^z temporary (64 x vocab x 4 bytes: 39 MB at vocabulary 151,936)."""
+
+
 class _ChunkedLogProbs(torch.autograd.Function):
     """(hidden [M, H], weight [V, H], bias [V] | None, targets [M]) -> (log p(target) [M], entropy [M]), fp32.
 
@@ -91,15 +95,28 @@ class _ChunkedLogProbs(torch.autograd.Function):
         ent = torch.zeros_like(logp)
         for s in range(0, m, chunk_size):
             e = min(m, s + chunk_size)
+            # One [chunk, V] fp32 buffer: shifted by the row max in place, so no logsumexp temporary.
             z = _chunk_logits(hidden[s:e], weight, bias, temperature)
-            lse_c = torch.logsumexp(z, dim=-1)
-            lse[s:e] = lse_c
-            logp[s:e] = z.gather(-1, targets[s:e, None]).squeeze(-1) - lse_c
+            zmax = z.amax(dim=-1, keepdim=True)
+            z.sub_(zmax)
+            picked = z.gather(-1, targets[s:e, None]).squeeze(-1)
             if with_entropy:
-                # entropy = lse - sum_v p_v z_v; p is built in z's buffer after the dot needs z, so a second one.
-                p = torch.exp(z - lse_c[:, None])
-                ent[s:e] = lse_c - torch.bmm(p[:, None, :], z[:, :, None]).view(-1)
-                del p
+                # entropy = log S - sum_v e^z_v z_v / S (z shifted, S = sum e^z), in row blocks so the e^z
+                # temporary stays small.
+                sum_exp = torch.empty(e - s, dtype=torch.float32, device=z.device)
+                dot = torch.empty_like(sum_exp)
+                for r in range(0, e - s, _ENTROPY_ROWS):
+                    zb = z[r : r + _ENTROPY_ROWS]
+                    pb = zb.exp()
+                    sum_exp[r : r + _ENTROPY_ROWS] = pb.sum(-1)
+                    dot[r : r + _ENTROPY_ROWS] = torch.bmm(pb[:, None, :], zb[:, :, None]).view(-1)
+                    del pb
+                log_s = sum_exp.log()
+                ent[s:e] = log_s - dot / sum_exp
+            else:
+                log_s = z.exp_().sum(-1).log()  # z is not needed any more
+            lse[s:e] = zmax.squeeze(-1) + log_s
+            logp[s:e] = picked - log_s
             del z
         ctx.save_for_backward(hidden, weight, bias, targets, lse, ent)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
@@ -143,7 +160,10 @@ class _ChunkedLogProbs(torch.autograd.Function):
             if need_h:
                 grad_h[s:e] = (gz_c @ weight).to(hidden.dtype)
             if need_w:
-                grad_w.add_(gz_c.t() @ h)
+                if gz_c.dtype == grad_w.dtype:
+                    grad_w.addmm_(gz_c.t(), h)  # no [V, H] temporary
+                else:
+                    grad_w.add_(gz_c.t() @ h)
             if need_b:
                 grad_b.add_(gz_c.float().sum(0))
             del gz_c

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Qwen
 
 from fastgrpo.models.tiny import build_char_tokenizer, tiny_qwen2_config
 from fastgrpo.models.tiny_vl import build_vl_tokenizer, tiny_qwen2_vl_config
+from fastgrpo.train import logprobs
 from fastgrpo.train.batch import pack, pack_shared_prompt, response_token_stats
 from fastgrpo.train.logprobs import HeadOptions, chunked_logprobs, liger_logprobs
 from fastgrpo.train.vision_batch import pack_vision, vision_response_token_stats
@@ -35,7 +36,9 @@ def _plain(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: torch.Te
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("chunk", [1, 5, 64])
 @pytest.mark.parametrize("bias", [False, True])
-def test_kernel_matches_log_softmax_values_and_grads(temperature: float, chunk: int, bias: bool) -> None:
+def test_kernel_matches_log_softmax_values_and_grads(temperature: float, chunk: int, bias: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logprobs, "_ENTROPY_ROWS", 3)  # several entropy row blocks per chunk
     g = torch.Generator().manual_seed(chunk)
     m, hdim, v = 23, 16, 300
     h0 = torch.randn(m, hdim, generator=g)
