@@ -120,7 +120,6 @@ class _ChunkedLogProbs(torch.autograd.Function):
             del z
         ctx.save_for_backward(hidden, weight, bias, targets, lse, ent)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
-        ctx.mark_non_differentiable(lse)
         return logp, ent
 
     @staticmethod
