@@ -12,6 +12,17 @@ math-verify grader in worker processes (slower, so the ratio is conservative).
 
     python benchmarks/vs_trl.py                      # both sides, 3 rounds, the median ratio
     python benchmarks/vs_trl.py --side trl --steps 5 # one side only
+    python benchmarks/vs_trl.py --shape real         # real vocabulary (151,936), 256-token responses
+
+`--shape real`: the same model class and width as the demo's (Qwen2, hidden 128,
+4 layers) but with the Qwen2 vocabulary size, randomly initialized (built once
+under runs/bench_real/), so responses run to the 256-token cap and every log-prob
+pass meets the real vocabulary: the language-model head then dominates, as it
+does at real scale. 4 prompts x 8 samples per step, micro-batches of 8 on both
+sides (TRL: gradient accumulation over one generation, `steps_per_generation`
+= accumulation steps), 4 steps with the first excluded, 1 round by default. The
+rewards of a random model are ~0; both sides still run every pass (GRPO's loss
+and backward do not skip zero advantages).
 """
 
 from __future__ import annotations
@@ -46,6 +57,44 @@ class BenchSettings:
     kl_coef: float = 0.01
     threads: int = 2
     seed: int = 1
+    micro_batch: int = 0
+    """Completions per forward/backward on both sides (0: the whole step's batch at once)."""
+
+
+REAL_SHAPE = {"prompts_per_step": 4, "samples_per_prompt": 8, "max_completion_length": 256, "steps": 4,
+              "warmup": 1, "micro_batch": 8}
+"""`--shape real` settings (explicit flags still win)."""
+REAL_VOCAB = 151_936
+REAL_MODEL_DIR = "runs/bench_real/model"
+
+
+def build_real_vocab_model(out: Path, vocab_size: int = REAL_VOCAB, seed: int = 0) -> Path:
+    """The demo's model class and width with the real vocabulary size, randomly initialized.
+
+    The char tokenizer decodes the ids it knows and drops the others, so both sides can decode any sample.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2ForCausalLM
+
+    from fastgrpo.demo.warmstart import WarmStartSettings
+    from fastgrpo.models.tiny import build_char_tokenizer, tiny_qwen2_config
+
+    if (out / "config.json").exists():
+        return out
+    w = WarmStartSettings()
+    tok = build_char_tokenizer()
+    cfg = tiny_qwen2_config(vocab_size, hidden_size=w.hidden_size, num_layers=w.num_layers, num_heads=w.num_heads,
+                            num_kv_heads=w.num_kv_heads, intermediate_size=w.intermediate_size,
+                            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                               do_sample=True)
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
 
 
 def _prepare(s: BenchSettings) -> BenchSettings:
@@ -53,6 +102,8 @@ def _prepare(s: BenchSettings) -> BenchSettings:
     from fastgrpo.demo import task
     from fastgrpo.demo.warmstart import warm_start
 
+    if s.model == "real":
+        s.model = str(build_real_vocab_model(ROOT / REAL_MODEL_DIR))
     if not s.model:
         s.model = str(warm_start())
     if not Path(s.data).exists():
@@ -111,6 +162,7 @@ def run_trl(s: BenchSettings) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(s.model)
     model = AutoModelForCausalLM.from_pretrained(s.model, dtype=torch.float32)
     batch = s.prompts_per_step * s.samples_per_prompt
+    micro = s.micro_batch or batch
     out_dir = tempfile.mkdtemp(prefix="vs_trl_")
     args = GRPOConfig(
         output_dir=out_dir,
@@ -130,9 +182,9 @@ def run_trl(s: BenchSettings) -> dict[str, Any]:
         warmup_steps=0,
         weight_decay=0.01,
         max_grad_norm=1.0,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=batch // micro,
+        steps_per_generation=batch // micro,
         num_iterations=1,
         num_generations=s.samples_per_prompt,
         max_completion_length=s.max_completion_length,
@@ -192,7 +244,7 @@ def fastgrpo_overrides(s: BenchSettings, run_root: str) -> list[str]:
         "rollout.engine=hf",
         f"actor.lr={s.lr}",
         f"actor.global_batch_size={batch}",
-        f"actor.micro_batch_size={batch}",
+        f"actor.micro_batch_size={s.micro_batch or batch}",
         "actor.ppo_epochs=1",
         "algorithm.online_filtering=false",
         "algorithm.kl_type=fixed",
@@ -254,10 +306,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--side", choices=["both", "trl", "fastgrpo"], default="both")
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--repeats", type=int, default=3, help="Rounds of both sides; the median ratio is reported.")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="Rounds of both sides; the median ratio is reported (default: 3, 1 with --shape real).")
+    ap.add_argument("--shape", choices=["demo", "real"], default="demo",
+                    help="demo: the warm-started demo model; real: its class with vocabulary 151,936, 256-token "
+                         "responses (see the module docstring).")
     for f, v in asdict(BenchSettings()).items():
-        ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
+        ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=None)
     a = ap.parse_args(argv)
+    defaults = {**asdict(BenchSettings()), **(REAL_SHAPE | {"model": "real"} if a.shape == "real" else {})}
+    for f, v in defaults.items():
+        if getattr(a, f) is None:
+            setattr(a, f, v)
+    if a.repeats is None:
+        a.repeats = 1 if a.shape == "real" else 3
     if a.json:  # child process: run one side, print JSON
         s = BenchSettings(**json.loads(a.json))
         res = run_trl(s) if a.side == "trl" else run_fastgrpo(s)

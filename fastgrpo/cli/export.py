@@ -87,7 +87,8 @@ def export_command(
     ),
     step: int | None = typer.Option(None, "--step", help="Checkpoint step to export. Default: the latest."),
     dtype: DType | None = typer.Option(
-        None, "--dtype", help="Weights dtype. Default: the checkpoint's (training) dtype."
+        None, "--dtype",
+        help="Weights dtype. Default: the dtype training computed in (model.dtype; checkpoints keep fp32 master weights).",
     ),
     max_shard_size: str = typer.Option(
         "5GB",

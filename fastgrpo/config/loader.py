@@ -225,6 +225,7 @@ POSITIVE_INTS = (
     "actor.global_batch_size",
     "actor.micro_batch_size",
     "actor.ppo_epochs",
+    "actor.logprob_chunk_size",
     "algorithm.max_try_make_batch",
     "algorithm.difficulty_window",
 )

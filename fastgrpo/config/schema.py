@@ -241,19 +241,34 @@ class ActorConfig:
     ppo_epochs: int = 1
     """Passes over each step's rollouts (>= 1). With more than one update per step the old-policy log-probs
     are computed before the first, so the PPO ratio and clip take effect."""
-    packing: Literal["auto", "shared_prompt", "padded"] = "auto"
+    packing: Literal["auto", "shared_prompt", "varlen", "padded"] = "auto"
     """Layout of a micro-batch for the log-prob passes. `shared_prompt`: rows hold each prompt once followed by
     several of its responses, under a block mask (same log-probs; skips the repeated prompts and the padding);
-    needs sdpa attention. `padded`: one right-padded row per response. `auto`: shared_prompt for text models
-    with sdpa attention, padded otherwise (vision models, eager or flash-attention)."""
+    needs sdpa attention. `varlen`: one padding-free row, sequences told apart by restarting position ids
+    (flash-attn's varlen kernel; with sdpa/eager a dense mask over the whole row). `padded`: one right-padded
+    row per response. `auto`: shared_prompt for text models with sdpa, varlen with flash_attention_2, padded
+    otherwise (vision models, eager)."""
     pack_length: int = 0
     """Row length cap in tokens for shared_prompt (0: the longest prompt+response in the micro-batch)."""
     fsdp_reshard_after_forward: bool = True
-    """Multi-process FSDP2 only: free the gathered layer parameters after the forward (less memory, one
-    more all-gather in backward); false keeps them until the backward. The reference always reshards."""
-    mixed_precision: bool = True
-    """Multi-process FSDP2 on GPU: bf16 params for compute, fp32 gradient reduction. Ignored on CPU and in a
-    single process (no FSDP)."""
+    """FSDP2 (several processes, or mixed precision in one): free the gathered (and cast) layer parameters after
+    the forward (less memory, one more all-gather in backward); false keeps them until the backward. The
+    reference always reshards."""
+    master_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype of the actor's trainable parameters, gradients and AdamW state (the "master weights"; checkpoints
+    hold them). When model.dtype resolves to a 16-bit compute dtype, training is mixed precision as EasyR1 and
+    accelerate do it: FSDP2 `MixedPrecisionPolicy(param_dtype=model.dtype, reduce_dtype=float32)` over these
+    parameters, also in one process (a one-rank FSDP2 group), on CPU as on GPU. Equal to model.dtype: plain
+    low-precision training (at lr 1e-6 most bf16 updates round to zero). The frozen reference stays in model.dtype."""
+    logprob_method: Literal["chunked", "liger", "full"] = "chunked"
+    """How log-probs and entropy of the response tokens are computed. `chunked`: from the final hidden states,
+    logprob_chunk_size tokens at a time (lm_head, log-softmax, gather, entropy; recomputed in the backward), so
+    memory grows with chunk x vocab, not micro-batch x length x vocab. `liger`: as chunked, but the passes
+    without gradient (reference, old policy) use Liger's fused linear cross-entropy kernel (needs CUDA and the
+    liger_kernel package). `full`: the plain path through full-vocabulary logits (for comparison)."""
+    logprob_chunk_size: int = 1024
+    """Tokens per chunk of the `chunked` log-prob pass: about 3 x chunk x vocab x 4 bytes transient (1,024 at
+    vocabulary 151,936: 1.9 GB); smaller saves memory, larger runs fewer, bigger matmuls."""
 
 
 @dataclass

@@ -50,7 +50,7 @@ class ExportOptions:
     """Destination folder; default <run_dir>/export."""
     step: int | None = None
     dtype: str | None = None
-    """float32 | bfloat16 | float16; default: the checkpoint's dtype."""
+    """float32 | bfloat16 | float16; default: the dtype training computed in (trainer_state `compute_dtype`)."""
     max_shard_size: str | int = DEFAULT_MAX_SHARD
     repo_id: str | None = None
     private: bool = False
@@ -159,7 +159,11 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
     train_dtype = checkpoint_dtype(meta)
     if opts.dtype is not None and opts.dtype not in hf.DTYPES:
         raise ExportError(f"--dtype {opts.dtype!r}: choose one of {', '.join(hf.DTYPES)}")
-    dtype = hf.DTYPES[opts.dtype] if opts.dtype else train_dtype
+    # Default: the dtype training computed in (trainer_state `compute_dtype`; the checkpoint holds the fp32
+    # master weights of a mixed-precision run); older checkpoints: the stored dtype.
+    compute = ckpt.trainer_state.get("compute_dtype")
+    default = hf.DTYPES.get(str(compute), train_dtype)
+    dtype = hf.DTYPES[opts.dtype] if opts.dtype else default
     config = hf.load_config(ckpt.base_dir, trust)
     layout = hf.model_layout(config, trust)
     selection = hf.select_tensors(layout, meta)

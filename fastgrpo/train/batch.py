@@ -2,7 +2,7 @@
 
 One function serves the actor (with grad), the old policy and the frozen
 reference (without): the per-token log-prob of each response token under
-logits / temperature, laid out [N, T_resp] with a mask. Two layouts:
+logits / temperature, laid out [N, T_resp] with a mask. Three layouts:
 
 - `pack`: one right-padded row per response (any model, any attention kernel);
 - `pack_shared_prompt`: rows hold each prompt once, followed by several of its
@@ -12,6 +12,8 @@ logits / temperature, laid out [N, T_resp] with a mask. Two layouts:
   slow and fast answers differ several-fold in length, so the padded layout
   spends most of its compute on repeated prompts and padding (the demo batch:
   12,288 padded positions for 4,240 distinct tokens).
+- `pack_varlen`: one padding-free row, sequences separated by restarting
+  position ids (flash-attn's varlen path; it takes no block mask).
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from typing import Any
 
 import torch
 
+from fastgrpo.train.logprobs import HeadOptions, TokenStats, plain_token_stats, token_stats
+
 
 @dataclass
 class Packed:
     input_ids: torch.Tensor  # [R, L] token rows
-    attention_mask: torch.Tensor  # [R, L] padding mask, or [R, 1, L, L] bool block mask (True: attend)
+    attention_mask: torch.Tensor | None  # [R, L] padding mask, [R, 1, L, L] bool block mask (True: attend), or
+    # None (`pack_varlen`: sequences told apart by their restarting position ids)
     position_ids: torch.Tensor  # [R, L]
     gather_row: torch.Tensor  # [N] the row holding each response
     gather_index: torch.Tensor  # [N, T] positions (in that row) whose logits predict each response token
@@ -154,21 +159,55 @@ def pack_shared_prompt(prompts: Sequence[Sequence[int]], responses: Sequence[Seq
     )
 
 
-def response_logprobs(model: Any, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(response token) for each response position, [N, T]; grads flow if enabled."""
-    out = model(
-        input_ids=packed.input_ids,
-        attention_mask=packed.attention_mask,
-        position_ids=packed.position_ids,
-        use_cache=False,
+def forward_kwargs(packed: Packed) -> dict[str, Any]:
+    """The model inputs of a text layout (the vision layout has its own, see `vision_batch`)."""
+    kwargs: dict[str, Any] = {"input_ids": packed.input_ids, "position_ids": packed.position_ids, "use_cache": False}
+    if packed.attention_mask is not None:
+        kwargs["attention_mask"] = packed.attention_mask
+    return kwargs
+
+
+def pack_varlen(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
+                device: torch.device) -> Packed:
+    """One padding-free row: every prompt+response back to back, position ids restarting at 0 for each.
+
+    No attention mask: transformers reads the sequence boundaries from the position ids (flash-attn's varlen
+    kernel with cu_seqlens; sdpa / eager get a block-diagonal causal mask built from them). Why: flash-attn
+    takes no [L, L] mask, so `pack_shared_prompt` is out; this drops the padding instead (no repeated-prompt
+    savings). With sdpa or eager the mask is dense [L, L] over the whole micro-batch: use shared_prompt there.
+    """
+    n = len(prompts)
+    response_ids, response_mask = _response_targets(responses, pad_id)
+    ids: list[int] = []
+    pos: list[int] = []
+    gather_index: list[list[int]] = []
+    for p, r in zip(prompts, responses, strict=True):
+        start = len(ids) + len(p) - 1  # the prompt's last position predicts response token 0
+        ids += [*p, *r]
+        pos += range(len(p) + len(r))
+        gather_index.append(list(range(start, start + len(r))))
+    return Packed(
+        torch.tensor([ids], dtype=torch.long, device=device), None,
+        torch.tensor([pos], dtype=torch.long, device=device), torch.zeros(n, dtype=torch.long, device=device),
+        _pad_rows(gather_index, 0, response_ids.shape[1]).to(device), response_ids.to(device), response_mask.to(device),
     )
-    return logprobs_from_logits(out.logits, packed, temperature)
+
+
+def response_token_stats(model: Any, packed: Packed, temperature: float = 1.0,
+                         opts: HeadOptions | None = None) -> TokenStats:
+    """log pi and (per `opts`) entropy of each response token, [N, T]; grads flow if enabled.
+
+    By default from the final hidden states in chunks (`fastgrpo.train.logprobs`): no full-vocabulary logits.
+    """
+    return token_stats(model, forward_kwargs(packed), packed, temperature, opts)
+
+
+def response_logprobs(model: Any, packed: Packed, temperature: float = 1.0,
+                      opts: HeadOptions | None = None) -> torch.Tensor:
+    """log pi(response token) for each response position, [N, T]; grads flow if enabled."""
+    return response_token_stats(model, packed, temperature, opts).logp
 
 
 def logprobs_from_logits(logits: torch.Tensor, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
-    """Pick the response positions first, so log-softmax runs on [N, T, V] rather than [R, L, V]."""
-    picked = logits[packed.gather_row[:, None], packed.gather_index].float()
-    if temperature > 0 and temperature != 1.0:
-        picked = picked / temperature
-    logp = torch.log_softmax(picked, dim=-1).gather(-1, packed.response_ids.unsqueeze(-1)).squeeze(-1)
-    return logp.masked_fill(~packed.response_mask, 0.0)
+    """The full-logits path: pick the response positions first, so log-softmax runs on [N, T, V], not [R, L, V]."""
+    return plain_token_stats(logits, packed, temperature).logp

@@ -53,6 +53,19 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
+def ensure_process_group(info: DistInfo) -> None:
+    """A one-rank process group for a single process that still shards with FSDP2 (mixed precision).
+
+    Why FSDP2 on one rank rather than autocast: its `MixedPrecisionPolicy` is then the same code and the same
+    numerics (bf16 casts of fp32 shards, fp32 gradient reduction and accumulation) as on N ranks. An in-memory
+    store: no port to pick, nothing to clean up.
+    """
+    if dist.is_initialized():
+        return
+    backend = "nccl" if info.device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, store=dist.HashStore(), rank=info.rank, world_size=info.world_size)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

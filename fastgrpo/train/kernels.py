@@ -1,12 +1,16 @@
 """Attention implementation and optional Liger kernels, chosen from the config with clear errors.
 
-- `select_attn_implementation`: `auto` (the presets' choice) -> flash_attention_2
-  when CUDA, a half dtype and an importable `flash_attn` are all there, else sdpa; an explicit
-  `flash_attention_2` without the package or without CUDA is an error that says
-  what to install or set, never an ImportError traceback.
+- `select_attn_implementation`: `auto` -> flash_attention_2 when CUDA, a half
+  compute dtype and the `flash_attn` package are all there, else sdpa; an
+  explicit `flash_attention_2` without the package or without CUDA is an error
+  that says what to install or set, never an ImportError traceback. The dtype
+  checked is the *compute* dtype (model.dtype): fp32 master parameters
+  (actor.master_dtype) run in bf16 under FSDP2's mixed-precision policy, which
+  flash-attn accepts.
 - `apply_liger`: Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) patched into a
-  loaded model. Its fused linear cross-entropy is never enabled: it replaces
-  the forward that returns logits, and the trainer needs the logits.
+  loaded model. Its fused linear cross-entropy is not patched into the model's
+  forward (it would replace the forward's logits); the log-prob pass calls it
+  itself where it fits (actor.logprob_method=liger, `fastgrpo.train.logprobs`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ ATTN_CHOICES = ("auto", "eager", "sdpa", "flash_attention_2")
 
 
 def select_attn_implementation(requested: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
-    """The `attn_implementation` to pass to `from_pretrained` for `model.attn_implementation=requested`."""
+    """The `attn_implementation` to pass to `from_pretrained` for `model.attn_implementation=requested`.
+
+    `dtype` is the compute dtype (model.dtype), not the master parameters' (actor.master_dtype).
+    """
     if requested not in ATTN_CHOICES:
         raise ValueError(f"model.attn_implementation={requested!r}; choose one of {', '.join(ATTN_CHOICES)}")
     half = dtype in (torch.bfloat16, torch.float16)
@@ -41,7 +48,8 @@ def select_attn_implementation(requested: str, device: torch.device, dtype: torc
         if device.type != "cuda":
             raise RuntimeError("model.attn_implementation=flash_attention_2 needs a CUDA device; use sdpa on CPU")
         if dtype is not None and not half:
-            raise RuntimeError(f"flash_attention_2 runs in bfloat16/float16, not {dtype}; set model.dtype=bfloat16")
+            raise RuntimeError(f"flash_attention_2 computes in bfloat16/float16, not {dtype}; set model.dtype=bfloat16 "
+                               "(the master weights stay in actor.master_dtype=float32)")
     return requested
 
 

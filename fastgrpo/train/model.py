@@ -23,10 +23,23 @@ class ModelLoadError(RuntimeError):
     """The model or tokenizer could not be loaded; the message names the path."""
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """model.dtype -> the compute dtype (`auto`: bfloat16 on GPU, float32 on CPU)."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return DTYPES[name]
+
+
+def resolve_master_dtype(name: str, compute: torch.dtype) -> torch.dtype:
+    """actor.master_dtype -> the dtype of the actor's parameters and optimizer state; never below the compute's."""
+    master = DTYPES[name]
+    if master.itemsize < compute.itemsize or (master != compute and master.itemsize == compute.itemsize):
+        raise ValueError(f"actor.master_dtype={name} cannot hold model.dtype's {str(compute).replace('torch.', '')} "
+                         "compute weights; set actor.master_dtype=float32")
+    return master
 
 
 def load_model_config(cfg: ModelConfig) -> Any:
@@ -57,16 +70,22 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     return tok
 
 
-def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool) -> torch.nn.Module:
-    """A causal LM, or an image-text-to-text model when the config has a vision tower."""
+def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool,
+                      param_dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """A causal LM, or an image-text-to-text model when the config has a vision tower.
+
+    Parameters are loaded in `param_dtype` (default: model.dtype's compute dtype); the attention kernel is
+    chosen for the compute dtype, since under mixed precision fp32 master weights run in bf16 (flash-attn).
+    """
     if not cfg.path:
         raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
     local = Path(cfg.path).expanduser()
     if cfg.path.startswith((".", "/", "~")) and not local.exists():
         raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
-    dtype = resolve_dtype(cfg.dtype, device)
+    compute = resolve_dtype(cfg.dtype, device)
+    dtype = param_dtype or compute
     try:
-        attn = select_attn_implementation(cfg.attn_implementation, device, dtype)
+        attn = select_attn_implementation(cfg.attn_implementation, device, compute)
     except (MissingDependencyError, RuntimeError, ValueError) as e:
         raise ModelLoadError(str(e)) from None
     try:
@@ -113,15 +132,22 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def shard_fsdp2(model: torch.nn.Module, info: DistInfo, mixed_precision: bool, reshard_after_forward: bool) -> None:
-    """Apply FSDP2 `fully_shard` to every decoder layer and then the root (in place)."""
+def shard_fsdp2(model: torch.nn.Module, info: DistInfo, compute_dtype: torch.dtype | None,
+                reshard_after_forward: bool) -> None:
+    """Apply FSDP2 `fully_shard` to every decoder layer and then the root (in place).
+
+    `compute_dtype` (when it differs from the parameters'): `MixedPrecisionPolicy(param_dtype=compute_dtype,
+    reduce_dtype=float32)`: the sharded parameters (and so AdamW's state and the checkpoints) stay in their
+    dtype, each unit is cast when gathered, and gradients are reduced and accumulated in fp32.
+    """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
     kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
-    if mixed_precision and info.device.type == "cuda":
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    param_dtype = next(model.parameters()).dtype
+    if compute_dtype is not None and compute_dtype != param_dtype:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)

@@ -48,7 +48,7 @@ from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunct
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
-from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, response_logprobs
+from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, pack_varlen, response_token_stats
 from fastgrpo.train.checkpoint import (
     CheckpointError,
     CheckpointSaveError,
@@ -63,21 +63,25 @@ from fastgrpo.train.dist import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    ensure_process_group,
     init_distributed,
     seed_everything,
 )
 from fastgrpo.train.loggers import RunLogger, truncate_jsonl
+from fastgrpo.train.logprobs import HeadOptions, TokenStats
 from fastgrpo.train.model import (
     ModelLoadError,
     is_vision_model,
     load_model_config,
     load_policy_model,
     load_tokenizer,
+    resolve_dtype,
+    resolve_master_dtype,
     shard_fsdp2,
 )
 from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
-from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
+from fastgrpo.train.vision_batch import pack_vision, vision_response_token_stats
 
 log = get_logger(__name__)
 
@@ -181,16 +185,22 @@ class FastGRPORecipe:
         seed_everything(cfg.trainer.seed)
         if cfg.trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        # Mixed precision (SPEC section 6): fp32 master parameters and AdamW state, compute in model.dtype.
+        self.compute_dtype = resolve_dtype(cfg.model.dtype, info.device)
         try:
-            self.model = load_policy_model(cfg.model, info.device, for_training=True)
+            self.master_dtype = resolve_master_dtype(cfg.actor.master_dtype, self.compute_dtype)
+            self.model = load_policy_model(cfg.model, info.device, for_training=True, param_dtype=self.master_dtype)
             self.ref = self._make_reference()
-        except ModelLoadError as e:
+        except (ModelLoadError, ValueError) as e:
             raise TrainingError(str(e)) from None
         self.packing = self._resolve_packing()
-        if info.distributed:
-            shard_fsdp2(self.model, info, cfg.actor.mixed_precision, cfg.actor.fsdp_reshard_after_forward)
-            if self.ref is not None:
-                shard_fsdp2(self.ref, info, cfg.actor.mixed_precision, True)
+        mixed = self.master_dtype != self.compute_dtype
+        if info.distributed or mixed:
+            ensure_process_group(info)  # one process in mixed precision: a one-rank FSDP2 group, same numerics
+            shard_fsdp2(self.model, info, self.compute_dtype, cfg.actor.fsdp_reshard_after_forward)
+            if self.ref is not None and info.distributed:
+                shard_fsdp2(self.ref, info, None, True)
+        self.head = HeadOptions(method=cfg.actor.logprob_method, chunk_size=cfg.actor.logprob_chunk_size)
         a = cfg.actor
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -263,16 +273,21 @@ class FastGRPORecipe:
         return benchmarks
 
     def _resolve_packing(self) -> str:
-        """actor.packing `auto` -> the shared-prompt layout wherever its block mask is supported."""
+        """actor.packing `auto` -> shared_prompt with sdpa, padding-free varlen with flash-attn, else padded."""
         requested = self.cfg.actor.packing
         attn = getattr(self.model.config, "_attn_implementation", None)
         supported = not self.vision and attn == "sdpa"
+        if requested in ("shared_prompt", "varlen") and self.vision:
+            raise TrainingError(f"actor.packing={requested} needs a text model, not a vision one (3-D rope "
+                                "positions); set actor.packing=padded (or auto)")
         if requested == "shared_prompt" and not supported:
-            why = "vision models (3-D rope positions)" if self.vision else f"attn_implementation {attn!r}"
-            raise TrainingError(f"actor.packing=shared_prompt needs a text model with sdpa attention, not {why}; "
-                                "set actor.packing=padded (or auto)")
-        packing = "shared_prompt" if requested == "auto" and supported else requested
-        return "padded" if packing == "auto" else packing
+            raise TrainingError(f"actor.packing=shared_prompt needs sdpa attention, not attn_implementation {attn!r}; "
+                                "set actor.packing=padded, varlen or auto")
+        if requested != "auto":
+            return requested
+        if self.vision:
+            return "padded"
+        return {"sdpa": "shared_prompt", "flash_attention_2": "varlen"}.get(str(attn), "padded")
 
     def _make_reference(self) -> torch.nn.Module | None:
         a = self.cfg.algorithm
@@ -280,18 +295,19 @@ class FastGRPORecipe:
             a.kl_type == "group_accuracy_based" and a.kl_max_coef == 0
         ):
             return None
-        return load_policy_model(self.cfg.model, self.info.device, for_training=False)
+        return load_policy_model(self.cfg.model, self.info.device, for_training=False)  # in the compute dtype
 
     def _vllm_kwargs(self) -> dict[str, Any]:
         # the same settings `fastgrpo train --dry-run` prints, plus the dtype of the weights it will receive
         return {**engine_settings(self.cfg), "dtype": self._rollout_dtype()}
 
     def _rollout_dtype(self) -> str:
-        """rollout.dtype `auto`: the actor's dtype, so a synced engine samples from the actor's policy (vLLM's
-        own `auto` would serve an fp32 checkpoint in 16-bit)."""
+        """rollout.dtype `auto`: the actor's compute dtype (model.dtype; fp32 master weights compute in it), so a
+        synced engine samples from the policy the actor computes (vLLM's own `auto` would serve an fp32
+        checkpoint in 16-bit)."""
         if self.cfg.rollout.dtype != "auto":
             return self.cfg.rollout.dtype
-        return str(next(self.model.parameters()).dtype).replace("torch.", "")
+        return str(self.compute_dtype).replace("torch.", "")
 
     def _sync_engine(self) -> None:
         """Give the engine the current policy: once per policy change, not per generate call.
@@ -385,7 +401,8 @@ class FastGRPORecipe:
         state = {
             "step": step,
             "total_steps": self.total_steps,
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),  # the master weights'
+            "compute_dtype": str(self.compute_dtype).replace("torch.", ""),  # export's default dtype
             "world_size": self.info.world_size,
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -622,7 +639,8 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]),
+            # (example, response ids, advantage, KL coefficient, is hard, the engine's sampling log-probs)
+            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]), bool(batch["is_hard"][gi]),
              None if g.rollout_logprobs is None else g.rollout_logprobs[j])
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
@@ -644,6 +662,7 @@ class FastGRPORecipe:
         mismatch = torch.zeros(3, dtype=torch.float64)  # |log pi_old - log pi_rollout| sum, capped, tokens
         mismatch_max = torch.zeros(1, dtype=torch.float64)
         grad_norms = []
+        ent_sums: dict[str, float] = {}  # token entropy of the first epoch's actor passes, by bucket
         positions = 0  # token positions the actor's forward computed (padding and repeated prompts included)
         norm_c = float(cfg.data.max_response_length)
         self.model.train()
@@ -658,7 +677,10 @@ class FastGRPORecipe:
                         with torch.no_grad():
                             ref_lp[id(mb)] = self._response_logprobs(self.ref, packed)
                     positions += packed.input_ids.numel()
-                    logp = self._response_logprobs(self.model, packed)
+                    stats = self._token_stats(self.model, packed, entropy=True)
+                    logp = stats.logp
+                    if real and _epoch == 0 and stats.entropy is not None:
+                        self._add_entropy(ent_sums, stats.entropy, packed.response_mask, mb)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
                     beta = torch.tensor([s[3] for s in mb], device=info.device)
@@ -705,6 +727,7 @@ class FastGRPORecipe:
         total_w = float(stats[-1])
         out = {f"actor/{k}": float(stats[i]) / total_w for i, k in enumerate(WEIGHTED_LOSS_METRICS)
                if total_w > 0 and k in sums}
+        out.update(self._entropy_metrics(ent_sums))
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/num_updates"] = float(n_updates)
         out["perf/forward_positions"] = float(positions)
@@ -729,11 +752,11 @@ class FastGRPORecipe:
 
     def _rollout_logprobs(self, mb: list[tuple], packed: Packed) -> torch.Tensor | None:
         """The engine's log-probs of the micro-batch's tokens, laid out like `packed.response_ids` (or None)."""
-        if any(s[4] is None or len(s[4]) != len(s[1]) for s in mb):
+        if any(s[5] is None or len(s[5]) != len(s[1]) for s in mb):
             return None
         out = torch.zeros(packed.response_mask.shape, dtype=torch.float32)
         for i, s in enumerate(mb):
-            out[i, : len(s[4])] = torch.tensor(s[4], dtype=torch.float32)
+            out[i, : len(s[5])] = torch.tensor(s[5], dtype=torch.float32)
         return out.to(packed.response_mask.device)
 
     @torch.no_grad()
@@ -750,6 +773,8 @@ class FastGRPORecipe:
         pad = self.tokenizer.pad_token_id
         if self.packing == "shared_prompt":
             return pack_shared_prompt(prompts, responses, pad, self.info.device, self.cfg.actor.pack_length)
+        if self.packing == "varlen":
+            return pack_varlen(prompts, responses, pad, self.info.device)
         if not self.vision:
             return pack(prompts, responses, pad, self.info.device)
         p = self.processor
@@ -768,9 +793,31 @@ class FastGRPORecipe:
         return cached
 
     def _response_logprobs(self, model: torch.nn.Module, packed: Packed) -> torch.Tensor:
+        return self._token_stats(model, packed).logp
+
+    def _token_stats(self, model: torch.nn.Module, packed: Packed, entropy: bool = False) -> TokenStats:
+        """Log-probs (and entropy, from the same chunked pass) of the response tokens, per actor.logprob_*."""
+        opts = HeadOptions(self.head.method, self.head.chunk_size, entropy)
         if self.vision:
-            return vision_response_logprobs(model, packed, self.cfg.rollout.temperature)
-        return response_logprobs(model, packed, self.cfg.rollout.temperature)
+            return vision_response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
+        return response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
+
+    def _entropy_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Mean token entropy over all ranks' response tokens: all/easy/hard `entropy` (absent for an empty bucket)."""
+        keys = [f"{b}/{k}" for b in ("all", "easy", "hard") for k in ("sum", "n")]
+        t = all_reduce_sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64), self.info)
+        return {f"{b}/entropy": float(t[2 * i] / t[2 * i + 1])
+                for i, b in enumerate(("all", "easy", "hard")) if t[2 * i + 1] > 0}
+
+    @staticmethod
+    def _add_entropy(sums: dict[str, float], entropy: torch.Tensor, mask: torch.Tensor, mb: list[tuple]) -> None:
+        """Token-summed entropy and token counts of a micro-batch, overall and per easy/hard bucket."""
+        per_sample = (entropy.detach().float() * mask).sum(-1).tolist()
+        counts = mask.sum(-1).tolist()
+        for (_, _, _, _, hard, _), e, n in zip(mb, per_sample, counts, strict=True):
+            for bucket in ("all", "hard" if hard else "easy"):
+                sums[f"{bucket}/sum"] = sums.get(f"{bucket}/sum", 0.0) + e
+                sums[f"{bucket}/n"] = sums.get(f"{bucket}/n", 0.0) + n
 
     def _sample_records(self, groups: list[Group], batch: dict[str, Any]) -> list[dict[str, Any]]:
         out = []

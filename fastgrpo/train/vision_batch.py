@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from fastgrpo.rollout.vision import mm_token_type_ids
-from fastgrpo.train.batch import Packed, logprobs_from_logits, pack
+from fastgrpo.train.batch import Packed, pack
+from fastgrpo.train.logprobs import HeadOptions, TokenStats, token_stats
 
-__all__ = ["VisionPacked", "pack_vision", "vision_response_logprobs"]
+__all__ = ["VisionPacked", "pack_vision", "vision_response_logprobs", "vision_response_token_stats"]
 
 
 @dataclass
@@ -81,15 +82,24 @@ def pack_vision(
                         stray_vision_tokens=stray)
 
 
-def vision_response_logprobs(model: Any, packed: VisionPacked, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(response token) for each response position, [N, T]; grads flow if enabled.
-
-    With images, position ids are left to the model (3-D mrope); without, the 1-D ones are passed.
-    """
+def vision_forward_kwargs(packed: VisionPacked) -> dict[str, Any]:
+    """With images, position ids are left to the model (3-D mrope); without, the 1-D ones are passed."""
     kwargs: dict[str, Any] = {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
                               "use_cache": False}
     if packed.model_inputs:
         kwargs.update(packed.model_inputs)
     else:
         kwargs["position_ids"] = packed.position_ids
-    return logprobs_from_logits(model(**kwargs).logits, packed, temperature)
+    return kwargs
+
+
+def vision_response_token_stats(model: Any, packed: VisionPacked, temperature: float = 1.0,
+                                opts: HeadOptions | None = None) -> TokenStats:
+    """log pi and (per `opts`) entropy of each response token, [N, T], from the language head in chunks."""
+    return token_stats(model, vision_forward_kwargs(packed), packed, temperature, opts)
+
+
+def vision_response_logprobs(model: Any, packed: VisionPacked, temperature: float = 1.0,
+                             opts: HeadOptions | None = None) -> torch.Tensor:
+    """log pi(response token) for each response position, [N, T]; grads flow if enabled."""
+    return vision_response_token_stats(model, packed, temperature, opts).logp

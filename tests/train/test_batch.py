@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from fastgrpo.train.batch import pack, pack_shared_prompt, response_logprobs
+from fastgrpo.train.batch import pack, pack_shared_prompt, pack_varlen, response_logprobs
 
 CPU = torch.device("cpu")
 
@@ -82,3 +82,24 @@ def test_a_response_never_attends_to_a_sibling() -> None:
     assert mask[5, :8].tolist() == [True, True, True, True, True, True, False, False]
     assert shared.gather_index[1, :3].tolist() == [2, 3, 4]
     assert shared.gather_index[0, :2].tolist() == [2, 6]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padding_free_varlen_layout_matches_padded(tiny_model: Path, attn: str) -> None:
+    """One row, no mask, position ids restarting per sequence: transformers separates the sequences
+    (flash-attn varlen on GPU; a block-diagonal mask for sdpa/eager here). Same log-probs and gradients."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=attn)
+    prompts, responses = _groups(seed=7)
+    padded = pack(prompts, responses, 0, CPU)
+    varlen = pack_varlen(prompts, responses, 0, CPU)
+    assert varlen.input_ids.shape == (1, sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True)))
+    assert varlen.attention_mask is None
+    lps, grads = [], []
+    for packed in (padded, varlen):
+        model.zero_grad()
+        lp = response_logprobs(model, packed, temperature=0.7)
+        (lp * torch.linspace(-1.0, 1.0, lp.numel()).view_as(lp)).sum().backward()
+        lps.append(lp.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(lps[1], lps[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)

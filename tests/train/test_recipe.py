@@ -236,6 +236,21 @@ def test_shared_prompt_and_padded_layouts_train_identically(tiny_model: Path, to
         assert shared["perf/forward_positions"] < padded["perf/forward_positions"]
 
 
+def test_varlen_layout_trains_like_padded_with_a_non_sdpa_backend(tiny_model: Path, toy_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """eager attention (flash-attn's stand-in on CPU): `auto` picks padded there, varlen must match it."""
+    runs = {}
+    for packing in ("padded", "varlen"):
+        cfg = toy_config(tiny_model, toy_data, tmp_path / packing, **{"actor.packing": packing,
+                                                                      "model.attn_implementation": "eager",
+                                                                      "trainer.max_steps": 2})
+        runs[packing] = read_metrics(train(cfg))
+    _assert_metrics_close(runs["padded"], runs["varlen"], rel=1e-4)
+    for padded, varlen in zip(runs["padded"], runs["varlen"], strict=True):
+        # toy prompts share a length and untrained responses run to the cap: no padding to save here
+        assert varlen["perf/forward_positions"] <= padded["perf/forward_positions"]
+
+
 def test_shared_prompt_packing_with_eager_attention_is_a_clear_error(tiny_model: Path, toy_data: Path,
                                                                       tmp_path: Path) -> None:
     cfg = toy_config(tiny_model, toy_data, tmp_path, **{"actor.packing": "shared_prompt",
