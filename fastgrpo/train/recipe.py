@@ -679,7 +679,7 @@ class FastGRPORecipe:
                     positions += packed.input_ids.numel()
                     stats = self._token_stats(self.model, packed, entropy=True)
                     logp = stats.logp
-                    if real and _epoch == 0 and stats.entropy is not None:
+                    if real and epoch == 0 and stats.entropy is not None:
                         self._add_entropy(ent_sums, stats.entropy, packed.response_mask, mb)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
                     adv = torch.tensor([s[2] for s in mb], device=info.device)
