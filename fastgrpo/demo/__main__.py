@@ -11,7 +11,8 @@ Stages (each skipped or resumed when its output already exists):
   3. train       configs/demo.yaml (FAST-GRPO) and configs/demo_grpo.yaml (plain GRPO)
   4. export      each run's final checkpoint -> <run>/export (HF folder)
   5. eval        base, grpo and fast on the test split, broken down by k
-  6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png)
+  6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png), and the
+                 verdict of this run against the demo's targets (fastgrpo/demo/verdict.py)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fastgrpo.demo import task
+from fastgrpo.demo import task, verdict
 
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -391,6 +392,7 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
         per_k_table(results),
         f"![per k]({png.name})",
         "",
+        *verdict_section(results),
         "## Stages",
         "",
         "| stage | status | seconds |",
@@ -406,6 +408,35 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
     report = o.out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def verdict_section(results: dict[str, dict[int, KRow]]) -> list[str]:
+    """The report's verdict of this run against the targets (nothing without both GRPO and FAST)."""
+    if not {"grpo", "fast"} <= set(results):
+        return []
+    return [
+        "## Verdict of this run",
+        "",
+        verdict.verdict_markdown(verdict.run_verdict(results)),
+        "",
+        verdict.MULTI_SEED_POINTER,
+        "",
+    ]
+
+
+def print_verdict(results: dict[str, dict[int, KRow]]) -> None:
+    if not {"grpo", "fast"} <= set(results):
+        return
+    checks = verdict.run_verdict(results)
+    table = Table(title="verdict of this run: FAST-GRPO against GRPO")
+    for col, justify in (("target", "left"), ("k", "right"), ("measured", "right"), ("verdict", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for target, k, value, _, v in verdict.verdict_rows(checks):
+        table.add_row(target, k, value, f"[green]{v}[/]" if v == "met" else f"[red]{v}[/]")
+    out = Console()
+    out.print(table)
+    out.print(f"{sum(c.met for c in checks)} of {len(checks)} checks met. {verdict.MULTI_SEED_POINTER}",
+              highlight=False)
 
 
 def print_results(results: dict[str, dict[int, KRow]]) -> None:
@@ -460,6 +491,7 @@ def run_demo(o: DemoOptions) -> Path:
         results[name] = per_k_from_generations(eval_dir / "generations.jsonl")
     report = write_report(o, results, stages)
     print_results(results)
+    print_verdict(results)
     console.print(
         f"wrote {report} and {o.out / 'demo_per_k.png'} (total {sum(s.seconds for s in stages):.0f} s)",
         highlight=False,

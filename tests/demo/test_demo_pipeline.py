@@ -52,6 +52,10 @@ def test_per_k_tally_and_report(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| fast | 0.00 | 1.00 | 0.50 |" in text  # slow fraction row: k=2, k=6, all
     assert "easiest (k=2): FAST" in text and "fewer tokens than GRPO" in text
+    # the run's verdict: k=2 FAST answers fast (met), k=6 both slow (ratio 1.00x, met), k=3-5 not evaluated here
+    assert "## Verdict of this run" in text and "benchmarks/demo_seeds.py" in text
+    assert "| FAST/GRPO tokens in [0.9x, 1.1x] | 6 | 1.00x | met |" in text
+    assert "| FAST-GRPO accuracy (points) >= -1 | 3 | - | not measured |" in text
     assert (tmp_path / "demo_per_k.png").stat().st_size > 1000
 
 
