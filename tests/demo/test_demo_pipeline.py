@@ -77,3 +77,13 @@ def test_eval_command_uses_the_training_prompt_and_k_groups(tmp_path: Path) -> N
     assert cmd[cmd.index("--prompt") + 1] == task.FORMAT_PROMPT
     assert cmd[cmd.index("--group-key") + 1] == "k"
     assert cmd[cmd.index("--data") + 1] == str(tmp_path / "data" / "test.jsonl")
+
+
+def test_demo_prints_its_verdict_with_the_multi_seed_pointer(capsys) -> None:
+    from fastgrpo.demo.__main__ import KRow, print_verdict
+
+    grpo = {k: KRow(0.9, 20.0, 0.8, 600) for k in range(2, 7)}
+    fast = {k: KRow(0.87 if k == 6 else 0.9, 12.0 if k < 4 else 20.0, 0.1, 600) for k in range(2, 7)}
+    print_verdict({"base": grpo, "grpo": grpo, "fast": fast})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "8 of 9 checks met" in out and "MISSED" in out and "benchmarks/demo_seeds.py" in out
