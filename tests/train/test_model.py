@@ -42,7 +42,8 @@ def test_missing_local_model_folder_is_named(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["runs/demo/base", "./runs/demo/base", "/somewhere/else/runs/demo/base/"])
-def test_missing_demo_base_says_to_run_make_demo(path: str) -> None:
+def test_missing_demo_base_says_to_run_make_demo(path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no runs/ (the repo root may have one from `make demo`)
     with pytest.raises(ModelLoadError, match="run `make demo` first"):
         check_model_path(path)
 
