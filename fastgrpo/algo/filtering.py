@@ -49,8 +49,10 @@ def resolve_filter_bounds(
 ) -> tuple[float, float]:
     """(low, high) for this progress: first entry with progress <= epoch_ratio.
 
-    Why: Slow2Fast trains on medium-hard groups first (slow thinking) and
-    admits easy ones later (fast thinking). Entries may be dicts or objects
+    Why: Slow2Fast changes which groups train as training goes on. The seed
+    prose says medium-hard first, then easy; the default numbers on accuracy
+    ([0.3, 0.99] then [0.01, 0.7]) do the opposite (docs/algorithm.md section 7).
+    This function only applies the bounds it is given. Entries may be dicts or objects
     with `epoch_ratio`, `filter_low`, `filter_high` (the config's FilterStage).
     No schedule -> the static `filter_low`/`filter_high`. Progress past every
     entry (e.g. a resumed run trained longer) -> the last entry.

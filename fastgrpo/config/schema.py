@@ -150,8 +150,11 @@ class AlgorithmConfig:
             FilterStage(epoch_ratio=1.0, filter_low=0.01, filter_high=0.7),
         ]
     )
-    """Slow2Fast: the first stage with progress <= epoch_ratio gives the bounds. Default (SPEC): medium-hard
-    groups [0.3, 0.99] for the first half, then [0.01, 0.7]. `[]`: the static bounds."""
+    """Slow2Fast: the first stage with progress <= epoch_ratio gives the bounds. Default (the SPEC's numbers):
+    [0.3, 0.99] for the first half, then [0.01, 0.7]. On `accuracy` that keeps medium and easy groups first
+    (drops the hardest and the all-correct), then hard and medium ones (drops the all-wrong and the easiest):
+    the opposite of the seed prose's "medium-hard first, then easy" (docs/algorithm.md section 7). `[]`: the
+    static bounds."""
     max_try_make_batch: int = 5
     """Most generation rounds (of rollout_batch_size prompts each) per step, >= 1. A batch still short then
     trains smaller, with a warning; if no group passes at all, training stops with an error."""

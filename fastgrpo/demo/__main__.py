@@ -11,7 +11,8 @@ Stages (each skipped or resumed when its output already exists):
   3. train       configs/demo.yaml (FAST-GRPO) and configs/demo_grpo.yaml (plain GRPO)
   4. export      each run's final checkpoint -> <run>/export (HF folder)
   5. eval        base, grpo and fast on the test split, broken down by k
-  6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png)
+  6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png), and the
+                 verdict of this run against the demo's targets (fastgrpo/demo/verdict.py)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fastgrpo.demo import task
+from fastgrpo.demo import task, verdict
 
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,13 @@ class DemoOptions:
     eval_limit: int | None = None
     eval_max_new_tokens: int | None = None
     """None: eval.max_new_tokens of the FAST config."""
+    eval_seed: int | None = None
+    """Sampling seed of the evals; None: seed + 1."""
     extra_overrides: list[str] = field(default_factory=list)
+    cache: Path | None = None
+    """Warm-start cache root; None: <out>/cache. benchmarks/demo_seeds.py shares runs/demo/cache."""
+    log: Path | None = None
+    """Append the commands' output to this file instead of the terminal (seeds run side by side)."""
 
 
 @dataclass
@@ -80,12 +87,21 @@ def _env(threads: int) -> dict[str, str]:
     }
 
 
-def _run(cmd: list[str], threads: int) -> None:
-    """Run a public command, streaming its output; a failure names the command to rerun."""
-    console.print(f"[dim]$ {shlex.join(cmd)}[/]", highlight=False)
-    rc = subprocess.call(cmd, env=_env(threads), cwd=ROOT)
+def _run(cmd: list[str], threads: int, log: Path | None = None) -> None:
+    """Run a public command, streaming its output (or appending it to `log`); a failure names the
+    command to rerun."""
+    if log is None:
+        console.print(f"[dim]$ {shlex.join(cmd)}[/]", highlight=False)
+        rc = subprocess.call(cmd, env=_env(threads), cwd=ROOT)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as f:
+            f.write(f"$ {shlex.join(cmd)}\n")
+            f.flush()
+            rc = subprocess.call(cmd, env=_env(threads), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if rc != 0:
-        raise DemoError(f"command failed (exit {rc}): {shlex.join(cmd)}")
+        where = "" if log is None else f" (output in {log})"
+        raise DemoError(f"command failed (exit {rc}): {shlex.join(cmd)}{where}")
 
 
 def _fastgrpo(*args: str) -> list[str]:
@@ -132,18 +148,29 @@ def stage_data(o: DemoOptions) -> dict[str, Path]:
     return task.write_splits(o.out / "data", seed=o.seed, n_train=o.n_train, n_test_per_k=o.n_test_per_k)
 
 
-def stage_warmstart(o: DemoOptions) -> Path:
-    """Train (or reuse) the warm-start model and point <out>/base at it."""
-    import torch
-
-    from fastgrpo.demo.warmstart import DONE_FILE, WarmStartSettings, cache_dir, warm_start
+def warmstart_settings(o: DemoOptions) -> Any:
+    """The WarmStartSettings these options train (their hash names the cache folder)."""
+    from fastgrpo.demo.warmstart import WarmStartSettings
 
     kw: dict[str, Any] = {"data_seed": o.seed, "n_test_per_k": o.n_test_per_k}
     if o.warmstart_steps is not None:
         kw["steps"] = o.warmstart_steps
         kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
-    s = WarmStartSettings(**kw)
-    folder = cache_dir(s, o.out / "cache")
+    return WarmStartSettings(**kw)
+
+
+def cache_root(o: DemoOptions) -> Path:
+    return o.cache if o.cache is not None else o.out / "cache"
+
+
+def stage_warmstart(o: DemoOptions) -> Path:
+    """Train (or reuse) the warm-start model and point <out>/base at it."""
+    import torch
+
+    from fastgrpo.demo.warmstart import DONE_FILE, cache_dir, warm_start
+
+    s = warmstart_settings(o)
+    folder = cache_dir(s, cache_root(o))
     if (folder / DONE_FILE).exists():
         console.print(f"warm-start: cached {folder}")
     else:
@@ -159,10 +186,11 @@ def stage_warmstart(o: DemoOptions) -> Path:
             t = progress.add_task("sft", total=s.steps, loss="")
             folder = warm_start(
                 s,
-                o.out / "cache",
+                cache_root(o),
                 on_step=lambda i, loss: progress.update(t, completed=i + 1, loss=f"loss {loss:.3f}"),
             )
     link = o.out / "base"
+    link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
         if link.resolve() == folder.resolve():
             return link
@@ -172,7 +200,7 @@ def stage_warmstart(o: DemoOptions) -> Path:
     tmp = link.with_name(".base.tmp")
     if tmp.is_symlink():
         tmp.unlink()
-    tmp.symlink_to(folder.resolve().relative_to(link.parent.resolve()))
+    tmp.symlink_to(os.path.relpath(folder.resolve(), link.parent.resolve()))
     tmp.replace(link)  # atomic: a reader never sees no link
     return link
 
@@ -196,7 +224,7 @@ def stage_train(o: DemoOptions, config: Path, experiment: str) -> Path:
     _claim(
         run_dir, _fingerprint(config.read_text(), overrides, _model_fingerprint(o.out / "base"), _data_key(o))
     )
-    _run(_fastgrpo("train", str(config), *overrides), o.threads)
+    _run(_fastgrpo("train", str(config), *overrides), o.threads, o.log)
     return run_dir
 
 
@@ -213,7 +241,7 @@ def stage_export(o: DemoOptions, run_dir: Path) -> Path:
     if (out / "config.json").exists() and mark.exists() and mark.read_text().strip() == fp:
         console.print(f"export: {out} is up to date with {ckpt.name}")
         return out
-    _run(_fastgrpo("export", str(run_dir), "--to", "local"), o.threads)
+    _run(_fastgrpo("export", str(run_dir), "--to", "local"), o.threads, o.log)
     if not (out / "config.json").exists():
         raise DemoError(f"export finished but {out} has no config.json")
     mark.write_text(fp + "\n")
@@ -249,7 +277,7 @@ def eval_command(o: DemoOptions, model_dir: Path, name: str) -> list[str]:
         "--workers",
         "0",
         "--seed",
-        str(o.seed + 1),
+        str(o.seed + 1 if o.eval_seed is None else o.eval_seed),
     )
     if o.eval_n is not None:
         cmd += ["--n", str(o.eval_n)]
@@ -264,7 +292,7 @@ def stage_eval(o: DemoOptions, model_dir: Path, name: str) -> Path:
     cmd = eval_command(o, model_dir, name)
     out = o.out / "eval" / name
     _claim(out, _fingerprint(o.fast_config.read_text(), cmd[2:], _model_fingerprint(model_dir), _data_key(o)))
-    _run(cmd, o.threads)
+    _run(cmd, o.threads, o.log)
     return out
 
 
@@ -391,6 +419,7 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
         per_k_table(results),
         f"![per k]({png.name})",
         "",
+        *verdict_section(results),
         "## Stages",
         "",
         "| stage | status | seconds |",
@@ -406,6 +435,35 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
     report = o.out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def verdict_section(results: dict[str, dict[int, KRow]]) -> list[str]:
+    """The report's verdict of this run against the targets (nothing without both GRPO and FAST)."""
+    if not {"grpo", "fast"} <= set(results):
+        return []
+    return [
+        "## Verdict of this run",
+        "",
+        verdict.verdict_markdown(verdict.run_verdict(results)),
+        "",
+        verdict.MULTI_SEED_POINTER,
+        "",
+    ]
+
+
+def print_verdict(results: dict[str, dict[int, KRow]]) -> None:
+    if not {"grpo", "fast"} <= set(results):
+        return
+    checks = verdict.run_verdict(results)
+    table = Table(title="verdict of this run: FAST-GRPO against GRPO")
+    for col, justify in (("target", "left"), ("k", "right"), ("measured", "right"), ("verdict", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for target, k, value, _, v in verdict.verdict_rows(checks):
+        table.add_row(target, k, value, f"[green]{v}[/]" if v == "met" else f"[red]{v}[/]")
+    out = Console()
+    out.print(table)
+    out.print(f"{sum(c.met for c in checks)} of {len(checks)} checks met. {verdict.MULTI_SEED_POINTER}",
+              highlight=False)
 
 
 def print_results(results: dict[str, dict[int, KRow]]) -> None:
@@ -460,6 +518,7 @@ def run_demo(o: DemoOptions) -> Path:
         results[name] = per_k_from_generations(eval_dir / "generations.jsonl")
     report = write_report(o, results, stages)
     print_results(results)
+    print_verdict(results)
     console.print(
         f"wrote {report} and {o.out / 'demo_per_k.png'} (total {sum(s.seconds for s in stages):.0f} s)",
         highlight=False,
@@ -492,16 +551,22 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         extra_overrides=list(a.overrides),
     )
     if a.quick:
-        o.steps = o.steps or 2
-        o.warmstart_steps = o.warmstart_steps or 10
-        o.eval_n = o.eval_n or 1
-        o.eval_limit = o.eval_limit or 40
-        # A smaller batch and shorter answers: the smoke test checks the pipeline, not the learning. The
-        # 10-step warm-start solves nothing yet, so online filtering would keep no group: it is off.
-        o.extra_overrides = ["data.rollout_batch_size=4", "rollout.n=4", "actor.global_batch_size=16",
-                             "actor.micro_batch_size=16", "data.max_response_length=32",
-                             "algorithm.online_filtering=false", *o.extra_overrides]
-        o.eval_max_new_tokens = o.eval_max_new_tokens or 32
+        make_quick(o)
+    return o
+
+
+def make_quick(o: DemoOptions) -> DemoOptions:
+    """`--quick`: a few steps everywhere (also benchmarks/demo_seeds.py --quick)."""
+    o.steps = o.steps or 2
+    o.warmstart_steps = o.warmstart_steps or 10
+    o.eval_n = o.eval_n or 1
+    o.eval_limit = o.eval_limit or 40
+    # A smaller batch and shorter answers: the smoke test checks the pipeline, not the learning. The
+    # 10-step warm-start solves nothing yet, so online filtering would keep no group: it is off.
+    o.extra_overrides = ["data.rollout_batch_size=4", "rollout.n=4", "actor.global_batch_size=16",
+                         "actor.micro_batch_size=16", "data.max_response_length=32",
+                         "algorithm.online_filtering=false", *o.extra_overrides]
+    o.eval_max_new_tokens = o.eval_max_new_tokens or 32
     return o
 
 

@@ -44,12 +44,47 @@ def resolve_master_dtype(name: str, compute: torch.dtype) -> torch.dtype:
 
 def load_model_config(cfg: ModelConfig) -> Any:
     """model.path's config.json (no weights)."""
-    if not cfg.path:
-        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    check_model_path(cfg.path)
     try:
         return AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
         raise ModelLoadError(f"could not read a model config from {cfg.path!r}: {type(e).__name__}: {e}") from None
+
+
+DEMO_BASE = "runs/demo/base"
+"""Where `make demo` links its warm-start model; configs/demo*.yaml train from it."""
+
+
+def check_model_path(path: str, key: str = "model.path") -> None:
+    """Fail with the fix when `path` names a local folder that is not there.
+
+    Why: transformers tries a missing path as a hub id, and a relative path such as
+    `runs/demo/base` then fails with "Repo id must be in the form ...", which hides
+    the cause. A path counts as local when it starts with `.`, `/` or `~`, or is no
+    valid hub id (huggingface_hub's own check: e.g. more than one `/`).
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not path:
+        raise ModelLoadError(f"{key} is empty: set it to a local model folder or a hub id")
+    if Path(path).expanduser().exists():
+        return
+    local = path.startswith((".", "/", "~"))
+    if not local:
+        try:
+            validate_repo_id(path)
+        except HFValidationError:
+            local = True
+    if not local:
+        return
+    msg = f"{key} {path!r} does not exist (a local folder, not a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct')"
+    if Path(path).as_posix().rstrip("/").endswith(DEMO_BASE):
+        msg += (
+            f": {DEMO_BASE} is the CPU demo's warm-start model, which `make demo` builds (run from the repo "
+            "root); run `make demo` first"
+        )
+    raise ModelLoadError(msg)
 
 
 def is_vision_model(cfg: ModelConfig) -> bool:
@@ -59,8 +94,7 @@ def is_vision_model(cfg: ModelConfig) -> bool:
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
     path = cfg.tokenizer_path or cfg.path
-    if not path:
-        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
+    check_model_path(path, "model.tokenizer_path" if cfg.tokenizer_path else "model.path")
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
@@ -77,11 +111,7 @@ def load_policy_model(cfg: ModelConfig, device: torch.device, for_training: bool
     Parameters are loaded in `param_dtype` (default: model.dtype's compute dtype); the attention kernel is
     chosen for the compute dtype, since under mixed precision fp32 master weights run in bf16 (flash-attn).
     """
-    if not cfg.path:
-        raise ModelLoadError("model.path is empty: set it to a local model folder or a hub id")
-    local = Path(cfg.path).expanduser()
-    if cfg.path.startswith((".", "/", "~")) and not local.exists():
-        raise ModelLoadError(f"model.path {cfg.path!r} does not exist")
+    check_model_path(cfg.path)
     compute = resolve_dtype(cfg.dtype, device)
     dtype = param_dtype or compute
     try:

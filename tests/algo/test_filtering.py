@@ -113,3 +113,16 @@ def test_batch_filler_unlimited_tries_and_validation():
         f.add(torch.tensor([[1.0, 0.0]]), items=["a", "b"])
     with pytest.raises(ValueError):
         BatchFiller(target_groups=0)
+
+
+def test_default_schedule_keeps_what_the_docs_say():
+    # docs/algorithm.md section 7: on accuracy, with 8 samples per group, the first half keeps 3-7 correct
+    # (medium and easy; not the hardest, not the all-correct), the second half 1-5 (hard and medium).
+    from fastgrpo.config import AlgorithmConfig
+
+    schedule = AlgorithmConfig().dynamic_filter_schedule
+    acc = torch.tensor([[1.0] * c + [0.0] * (8 - c) for c in range(9)])
+    for progress, kept in ((0.25, [3, 4, 5, 6, 7]), (0.75, [1, 2, 3, 4, 5])):
+        low, high = resolve_filter_bounds(schedule, progress)
+        keep = filter_groups(acc, low, high)
+        assert [c for c in range(9) if keep[c]] == kept

@@ -193,6 +193,15 @@ def test_train_missing_config_exits_2(tmp_path: Path) -> None:
     assert code == 2 and "config file not found" in err and contents == []
 
 
+def test_train_demo_config_before_make_demo_says_to_run_it(tmp_path: Path) -> None:
+    # A fresh clone: configs/demo.yaml trains from runs/demo/base, which only `make demo` builds.
+    code, contents, err = _train_dir_contents(tmp_path, str(REPO / "configs" / "demo.yaml"))
+    assert code != 0
+    assert "model.path 'runs/demo/base' does not exist" in err and "run `make demo` first" in err
+    assert "Repo id must be in the form" not in err
+    assert contents == []  # nothing half-written
+
+
 def test_train_rejects_nproc_below_one() -> None:
     result = invoke("train", TEXT_CONFIG, "--nproc", "0")
     assert result.exit_code == 2

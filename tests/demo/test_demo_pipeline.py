@@ -52,6 +52,10 @@ def test_per_k_tally_and_report(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| fast | 0.00 | 1.00 | 0.50 |" in text  # slow fraction row: k=2, k=6, all
     assert "easiest (k=2): FAST" in text and "fewer tokens than GRPO" in text
+    # the run's verdict: k=2 FAST answers fast (met), k=6 both slow (ratio 1.00x, met), k=3-5 not evaluated here
+    assert "## Verdict of this run" in text and "benchmarks/demo_seeds.py" in text
+    assert "| FAST/GRPO tokens in [0.9x, 1.1x] | 6 | 1.00x | met |" in text
+    assert "| FAST-GRPO accuracy (points) >= -1 | 3 | - | not measured |" in text
     assert (tmp_path / "demo_per_k.png").stat().st_size > 1000
 
 
@@ -73,3 +77,13 @@ def test_eval_command_uses_the_training_prompt_and_k_groups(tmp_path: Path) -> N
     assert cmd[cmd.index("--prompt") + 1] == task.FORMAT_PROMPT
     assert cmd[cmd.index("--group-key") + 1] == "k"
     assert cmd[cmd.index("--data") + 1] == str(tmp_path / "data" / "test.jsonl")
+
+
+def test_demo_prints_its_verdict_with_the_multi_seed_pointer(capsys) -> None:
+    from fastgrpo.demo.__main__ import KRow, print_verdict
+
+    grpo = {k: KRow(0.9, 20.0, 0.8, 600) for k in range(2, 7)}
+    fast = {k: KRow(0.87 if k == 6 else 0.9, 12.0 if k < 4 else 20.0, 0.1, 600) for k in range(2, 7)}
+    print_verdict({"base": grpo, "grpo": grpo, "fast": fast})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "8 of 9 checks met" in out and "MISSED" in out and "benchmarks/demo_seeds.py" in out

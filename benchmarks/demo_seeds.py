@@ -1,0 +1,202 @@
+"""The CPU demo's FAST-GRPO vs GRPO figures over N seeds: per-k means, 95% intervals, verdict.
+
+Why: one demo run is one sample. The same seed samples differently on another CPU
+(float differences grow through sampling), and seeds differ by several points, so
+a claim a user can check is a mean over seeds with its interval.
+
+Every seed starts from the demo's cached warm-start (runs/demo/cache, shared with
+`make demo`, trained once if missing) and runs the demo's own stages
+(fastgrpo.demo.__main__: train GRPO and FAST-GRPO, export, evaluate both on the
+held-out split). Seed s sets `trainer.seed=s data.seed=s` (sampling and prompt
+order) and the eval sampling seed s; the data split and the warm-start stay the
+same. Seed 1 is the run `make demo` makes (same settings), up to thread count.
+
+Resumable: a finished seed's per-k results are saved to <out>/seed<s>/result.json
+together with a fingerprint of its settings, and reused while the settings match;
+an interrupted seed resumes its stages (training resumes from its checkpoint).
+
+    python benchmarks/demo_seeds.py                     # 5 seeds, one after another, 2 threads
+    python benchmarks/demo_seeds.py --seeds 3 --jobs 3 --threads 1   # 3 seeds side by side
+    python benchmarks/demo_seeds.py algorithm.thinking_reward_weight=0.3 --out runs/demo_seeds_w03
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from fastgrpo.demo import verdict
+from fastgrpo.demo.__main__ import (
+    DemoError,
+    DemoOptions,
+    KRow,
+    _fingerprint,
+    _train_overrides,
+    cache_root,
+    eval_command,
+    make_quick,
+    per_k_from_generations,
+    stage_data,
+    stage_eval,
+    stage_export,
+    stage_train,
+    stage_warmstart,
+    warmstart_settings,
+)
+from fastgrpo.demo.warmstart import cache_dir
+from fastgrpo.utils.io import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = "result.json"
+Results = dict[str, dict[int, KRow]]
+
+
+def seed_options(base: DemoOptions, out: Path, seed: int) -> DemoOptions:
+    """The demo's options for one seed: its own folder, the shared warm-start cache, seeded RL and eval."""
+    return replace(
+        base,
+        out=out / f"seed{seed}",
+        eval_seed=seed,
+        extra_overrides=[f"trainer.seed={seed}", f"data.seed={seed}", *base.extra_overrides],
+        log=out / f"seed{seed}" / "log.txt",
+    )
+
+
+def seed_fingerprint(o: DemoOptions) -> str:
+    """What a seed's result depends on: both configs, every override, the warm-start, the eval call."""
+    return _fingerprint(
+        o.fast_config.read_text(),
+        o.grpo_config.read_text(),
+        _train_overrides(o, "<run>"),
+        eval_command(o, Path("<model>"), "<name>")[2:],
+        cache_dir(warmstart_settings(o), cache_root(o)).name,
+    )
+
+
+def load_result(o: DemoOptions) -> Results | None:
+    """The seed's saved per-k results if they were made with these settings, else None."""
+    path = o.out / RESULT
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("fingerprint") != seed_fingerprint(o):
+        return None
+    return {name: {int(k): KRow(**row) for k, row in rows.items()} for name, rows in saved["results"].items()}
+
+
+def run_seed(o: DemoOptions, seed: int) -> Results:
+    """Train, export and evaluate GRPO and FAST-GRPO for one seed (or reuse its saved result)."""
+    cached = load_result(o)
+    if cached is not None:
+        print(f"seed {seed}: finished earlier ({o.out / RESULT})", flush=True)
+        return cached
+    t0 = time.perf_counter()
+    print(f"seed {seed}: running (log: {o.log})", flush=True)
+    stage_data(o)
+    stage_warmstart(o)
+    results: Results = {}
+    for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config)):
+        model = stage_export(o, stage_train(o, config, name))
+        results[name] = per_k_from_generations(stage_eval(o, model, name) / "generations.jsonl")
+    seconds = time.perf_counter() - t0
+    payload = {
+        "seed": seed,
+        "fingerprint": seed_fingerprint(o),
+        "seconds": round(seconds, 1),
+        "results": {name: {str(k): asdict(row) for k, row in rows.items()} for name, rows in results.items()},
+    }
+    atomic_write_text(o.out / RESULT, json.dumps(payload, indent=1) + "\n")
+    print(f"seed {seed}: done in {seconds:.0f} s", flush=True)
+    return results
+
+
+def _cell(metric: verdict.Metric, values: list[float]) -> str:
+    mean, lo, hi = verdict.t_interval(values)
+    fmt = (lambda v: f"{v:.2f}x") if metric == "token_ratio" else (lambda v: f"{v:+.1f}")
+    return fmt(mean) if math.isnan(lo) else f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def summary(runs: dict[int, Results]) -> str:
+    """Per-k means with 95% intervals, the per-seed values, and the verdict on the means (markdown)."""
+    seeds = sorted(runs)
+    ks = sorted(set.intersection(*(set(r["grpo"]) & set(r["fast"]) for r in runs.values())))
+    lines = [
+        f"Seeds {', '.join(map(str, seeds))} (n = {len(seeds)}); mean over seeds and 95% t-interval.",
+        "",
+        "| | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|" + "---|" * len(ks),
+    ]
+    for metric, label in (("token_ratio", "tokens FAST / GRPO"), ("accuracy_diff", "accuracy FAST - GRPO (points)")):
+        per_k = {k: [verdict.measure(metric, runs[s], k) for s in seeds] for k in ks}  # type: ignore[arg-type]
+        lines.append(f"| {label} | " + " | ".join(_cell(metric, per_k[k]) for k in ks) + " |")  # type: ignore[arg-type]
+    for name in ("grpo", "fast"):
+        for attr, fmt in (("accuracy", "{:.3f}"), ("mean_tokens", "{:.1f}"), ("slow_fraction", "{:.2f}")):
+            vals = {k: [getattr(runs[s][name][k], attr) for s in seeds] for k in ks}
+            cells = [fmt.format(sum(v) / len(v)) for v in vals.values()]
+            lines.append(f"| {name} {attr.replace('_', ' ')} (mean) | " + " | ".join(cells) + " |")
+    lines += ["", "Per seed:", "", "| seed | tokens FAST / GRPO, k=" + ",".join(map(str, ks))
+              + " | accuracy FAST - GRPO, k=" + ",".join(map(str, ks)) + " |", "|---|---|---|"]
+    for s in seeds:
+        ratios = " ".join(f"{verdict.measure('token_ratio', runs[s], k):.2f}" for k in ks)
+        diffs = " ".join(f"{verdict.measure('accuracy_diff', runs[s], k):+.1f}" for k in ks)
+        lines.append(f"| {s} | {ratios} | {diffs} |")
+    lines += ["", "Verdict on the means:", "", verdict.verdict_markdown(verdict.seeds_verdict([runs[s] for s in seeds]))]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoOptions]:
+    ap = argparse.ArgumentParser(prog="python benchmarks/demo_seeds.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=5, help="Number of seeds (default 5).")
+    ap.add_argument("--first-seed", type=int, default=1, help="Seeds run from this one up (default 1: the demo's).")
+    ap.add_argument("--out", type=Path, default=Path("runs/demo_seeds"), help="Folder for the seeds' runs.")
+    ap.add_argument("--cache", type=Path, default=Path("runs/demo/cache"),
+                    help="Warm-start cache, shared with `make demo` (default runs/demo/cache).")
+    ap.add_argument("--jobs", type=int, default=1, help="Seeds run side by side (each with --threads threads).")
+    ap.add_argument("--threads", type=int, default=2, help="Torch threads per seed (default 2, as `make demo`).")
+    ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs (default: configs').")
+    ap.add_argument("--quick", action="store_true", help="Smoke test: the demo's --quick settings for every seed.")
+    ap.add_argument("overrides", nargs="*", help="Extra trainer overrides for both runs, e.g. actor.lr=2e-4.")
+    a = ap.parse_args(argv)
+    if a.seeds < 2:
+        ap.error("--seeds must be >= 2 (an interval needs two seeds)")
+    if a.jobs < 1 or a.threads < 1:
+        ap.error("--jobs and --threads must be >= 1")
+    o = DemoOptions(out=a.out.resolve(), cache=a.cache.resolve(), threads=a.threads, steps=a.steps,
+                    extra_overrides=list(a.overrides))
+    if a.quick:
+        make_quick(o)
+    return a, o
+
+
+def main(argv: list[str] | None = None) -> int:
+    a, base = parse_args(argv)
+    seeds = list(range(a.first_seed, a.first_seed + a.seeds))
+    options = {s: seed_options(base, base.out, s) for s in seeds}
+    t0 = time.perf_counter()
+    try:
+        stage_warmstart(options[seeds[0]])  # once, before seeds run side by side
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            futures = {s: pool.submit(run_seed, options[s], s) for s in seeds}
+            runs = {s: f.result() for s, f in futures.items()}
+    except DemoError as e:
+        print(f"demo_seeds failed: {e}\nRerun the same command to continue where it stopped.", file=sys.stderr)
+        return 1
+    text = summary(runs)
+    head = (f"# Demo over {len(seeds)} seeds (`python benchmarks/demo_seeds.py "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}`)\n\n"
+            f"{time.perf_counter() - t0:.0f} s for the seeds not finished earlier; {a.jobs} job(s) x "
+            f"{a.threads} thread(s).\n\n")
+    atomic_write_text(base.out / "summary.md", head + text + "\n")
+    print(text)
+    print(f"\nwrote {base.out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
