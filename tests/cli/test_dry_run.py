@@ -90,5 +90,5 @@ def test_eval_max_new_tokens_above_the_engine_length_is_a_config_error() -> None
 
 def test_a_dry_run_on_a_missing_model_folder_names_it(tmp_path: Path) -> None:
     cfg = load_config(REPO / TEXT, [f"model.path={tmp_path / 'nowhere'}"])
-    with pytest.raises(ModelLoadError, match=r"could not read a model config from .*nowhere"):
+    with pytest.raises(ModelLoadError, match=r"model.path .*nowhere.* does not exist"):
         build_plan(cfg)
