@@ -148,12 +148,16 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
     use_ref = cfg.algorithm.use_kl_loss and not (  # as FastGRPORecipe._make_reference decides
         (cfg.algorithm.kl_type == "fixed" and cfg.algorithm.kl_coef == 0)
         or (cfg.algorithm.kl_type == "group_accuracy_based" and cfg.algorithm.kl_max_coef == 0))
+    master = _DTYPE_BYTES.get(a.master_dtype, pb)
+    # the log-prob pass holds logits of the whole micro-batch (`full`) or of one chunk of tokens at a time
+    logit_rows = a.micro_batch_size * row if a.logprob_method == "full" else min(a.logprob_chunk_size, a.micro_batch_size * row)
     memory = {
-        # parameters, gradients and AdamW's two moments, in model.dtype as loaded; FSDP2 shards them
-        "actor (params + grads + AdamW)": 4 * params * pb / shard / gib,
+        # master parameters, gradients and AdamW's two moments in actor.master_dtype; FSDP2 shards them
+        f"actor (params + grads + AdamW, {a.master_dtype})": 4 * params * master / shard / gib,
+        # the frozen reference loads in the compute dtype
         "reference model": (params * pb / shard / gib) if use_ref else 0.0,
-        # SPEC section 6: B x T x V logits, once in the compute dtype and once in fp32 for the log-softmax
-        "logits of one micro-batch (bf16 + fp32 copy)": a.micro_batch_size * row * vocab * (2 + 4) / gib,
+        # SPEC section 6: logits over the vocabulary, once in the compute dtype and once in fp32 for the log-softmax
+        f"logits, {a.logprob_method} log-probs ({logit_rows} rows, bf16 + fp32)": logit_rows * vocab * (2 + 4) / gib,
     }
     from fastgrpo.train.kernels import flash_attn_imports
 

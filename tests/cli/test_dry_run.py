@@ -7,6 +7,7 @@ preset itself plus the files a user downloads.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +53,11 @@ def test_text_preset_dry_run(models: dict[str, Path]) -> None:
     assert "128 prompts x 8 samples = 1024 responses, 8 optimizer update(s)" in out
     assert "16 responses per rank in 4 micro-batch(es) of 4" in out
     assert "prompt <= 1024, response <= 8192, row <= 9216 tokens; eval.max_new_tokens 8192" in out
-    # logits of one micro-batch: 4 x 9,216 x 151,936 x (2 + 4) bytes = 31.3 GiB (SPEC section 6: 11.2 GB bf16)
-    assert "logits of one micro-batch (bf16 + fp32 copy)       31.3" in out
+    # chunked log-probs: 1,024 rows x 151,936 x (2 + 4) bytes = 0.9 GiB, not 4 x 9,216 rows (31.3 GiB)
+    assert "logits, chunked log-probs (1024 rows, bf16 + fp32)" in out
+    assert re.search(r"logits, chunked log-probs \(1024 rows, bf16 \+ fp32\)\s+0\.9\b", out)
+    # 1.78B fp32 master parameters x (param + grad + 2 AdamW moments) x 4 bytes / 8 ranks = 3.3 GiB
+    assert re.search(r"actor \(params \+ grads \+ AdamW, float32\)\s+3\.3\b", out)
     assert out.rstrip().endswith("dry run: ok (nothing was trained; data files were not read)")
 
 
