@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,22 +34,6 @@ def broken(tmp_path: Path) -> Path:
     return _write(tmp_path / "bad.jsonl", lines)
 
 
-@pytest.fixture
-def messages() -> Iterator[list[str]]:
-    logger, seen = logging.getLogger("fastgrpo"), []
-
-    class Grab(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    handler, level = Grab(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield seen
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 def test_a_broken_jsonl_line_is_named_with_its_line_number(broken: Path) -> None:
     with pytest.raises(DataSourceError) as info:
         load_table(str(broken))
@@ -61,13 +43,13 @@ def test_a_broken_jsonl_line_is_named_with_its_line_number(broken: Path) -> None
     assert "An error occurred while generating the dataset" not in msg
 
 
-def test_skip_drops_the_bad_lines_counts_and_reports_them(broken: Path, messages: list[str]) -> None:
+def test_skip_drops_the_bad_lines_counts_and_reports_them(broken: Path, fastgrpo_log_messages: list[str]) -> None:
     bad = BadRows("skip")
     ds = load_table(str(broken), bad_rows=bad)
     assert ds.to_list() == [r for i, r in enumerate(ROWS) if i not in (2, 4)]
     assert bad.skipped == 2
     bad.report(str(broken))
-    (line,) = [m for m in messages if "skipped" in m]
+    (line,) = [m for m in fastgrpo_log_messages if "skipped" in m]
     assert "skipped 2 bad row(s)" in line and f"{broken} line 3: invalid JSON" in line
     assert f"{broken} line 5: a JSON list, not an object" in line
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import re
 import signal
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,27 +34,6 @@ PARITY = {"algorithm.online_filtering": True, "algorithm.filter_key": "overall",
           "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 1.0}]",
           "data.max_response_length": 10}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def fastgrpo_log() -> Iterator[_Records]:
-    """Messages of the `fastgrpo` loggers (which do not propagate to pytest's caplog once configured)."""
-    logger = logging.getLogger("fastgrpo")
-    handler, level = _Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def _steps(ckpts: Path) -> list[int]:
@@ -86,7 +63,7 @@ def _run_to_4(tiny_model: Path, toy_data: Path, out: Path) -> Path:
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 def test_resume_auto_skips_a_damaged_latest_checkpoint(tiny_model: Path, toy_data: Path, tmp_path: Path,
                                                        reference_6: list[dict], damage: str,
-                                                       fastgrpo_log: _Records) -> None:
+                                                       fastgrpo_log_messages: list[str]) -> None:
     ckpts = _run_to_4(tiny_model, toy_data, tmp_path)
     latest = ckpts / "global_step_000004"
     if damage == "truncate":  # a copy cut short: the model shard loses its second half
@@ -97,9 +74,9 @@ def test_resume_auto_skips_a_damaged_latest_checkpoint(tiny_model: Path, toy_dat
         bad = latest / "optim" / ".metadata"
         bad.unlink()
     run_dir = train(toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 6}))
-    warnings = [m for m in fastgrpo_log.messages if m.startswith("skipping checkpoint")]
+    warnings = [m for m in fastgrpo_log_messages if m.startswith("skipping checkpoint")]
     assert len(warnings) == 1 and str(latest) in warnings[0] and str(bad) in warnings[0], warnings
-    assert any(f"resumed from {ckpts / 'global_step_000002'} (step 2)" in m for m in fastgrpo_log.messages)
+    assert any(f"resumed from {ckpts / 'global_step_000002'} (step 2)" in m for m in fastgrpo_log_messages)
     # Steps 3 and 4 are recomputed from checkpoint 2: the run reads as the uninterrupted one.
     _assert_metrics_close(reference_6, read_metrics(run_dir), rel=1e-6)
     assert checkpoint_problem(ckpts / "global_step_000006") is None
@@ -124,12 +101,12 @@ def test_named_damaged_checkpoint_is_an_error_naming_the_file(tiny_model: Path, 
 
 
 def test_a_checkpoint_without_its_manifest_is_not_trusted(tiny_model: Path, toy_data: Path, tmp_path: Path,
-                                                          reference_6: list[dict], fastgrpo_log: _Records) -> None:
+                                                          reference_6: list[dict], fastgrpo_log_messages: list[str]) -> None:
     """A save cut short before its last write leaves no manifest: the folder is passed over, not loaded."""
     ckpts = _run_to_4(tiny_model, toy_data, tmp_path)
     (ckpts / "global_step_000004" / MANIFEST).unlink()
     run_dir = train(toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 6}))
-    assert any("skipping checkpoint" in m and "manifest.json is missing" in m for m in fastgrpo_log.messages)
+    assert any("skipping checkpoint" in m and "manifest.json is missing" in m for m in fastgrpo_log_messages)
     _assert_metrics_close(reference_6, read_metrics(run_dir), rel=1e-6)
 
 
@@ -333,7 +310,7 @@ def exploding_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_reward_errors_within_budget_score_zero_and_are_logged(tiny_model: Path, exploding_data: Path,
-                                                               tmp_path: Path, fastgrpo_log: _Records) -> None:
+                                                               tmp_path: Path, fastgrpo_log_messages: list[str]) -> None:
     run_dir = train(toy_config(tiny_model, exploding_data, tmp_path, **{
         "reward.reward_function": f"{REWARD_FILE}:flaky_digit_fraction", "reward.max_error_fraction": 0.9,
         "trainer.max_steps": 4, "trainer.log_samples": 16}))
@@ -344,7 +321,7 @@ def test_reward_errors_within_budget_score_zero_and_are_logged(tiny_model: Path,
     assert exploded and all(s["accuracy"] == 0 and s["reward_error"].startswith("ValueError: cannot score")
                             for s in exploded)
     assert all("reward_error" not in s for s in samples if s["uid"] >= 4)
-    logged = [m for m in fastgrpo_log.messages if "reward function" in m and "raised" in m]
+    logged = [m for m in fastgrpo_log_messages if "reward function" in m and "raised" in m]
     assert len(logged) == 3  # the first occurrences only; the rest are counted in reward/errors
     assert "ValueError: cannot score" in logged[0] and "the response scores 0" in logged[0] and "response '" in logged[0]
 
@@ -364,7 +341,7 @@ def test_reward_errors_above_the_budget_stop_the_run(tiny_model: Path, exploding
 
 
 def test_training_on_a_file_with_a_broken_line(tiny_model: Path, toy_data: Path, tmp_path: Path,
-                                               fastgrpo_log: _Records) -> None:
+                                               fastgrpo_log_messages: list[str]) -> None:
     lines = toy_data.read_text().splitlines()
     lines[6] = lines[6][:-5]  # cut short, as by a crashed writer
     data = tmp_path / "bad.jsonl"
@@ -374,7 +351,7 @@ def test_training_on_a_file_with_a_broken_line(tiny_model: Path, toy_data: Path,
     assert not (tmp_path / "run").exists()  # nothing started
     run_dir = train(toy_config(tiny_model, data, tmp_path, **{"trainer.max_steps": 1, "data.on_bad_row": "skip"}))
     assert read_metrics(run_dir)[0]["data/skipped_rows"] == 1.0
-    assert any(f"skipped 1 bad row(s) of {data} (first: {data} line 7: invalid JSON" in m for m in fastgrpo_log.messages)
+    assert any(f"skipped 1 bad row(s) of {data} (first: {data} line 7: invalid JSON" in m for m in fastgrpo_log_messages)
 
 
 def test_same_size_damage_that_dcp_cannot_load_is_the_same_error(tiny_model: Path, toy_data: Path,
