@@ -10,16 +10,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
+from fastgrpo.config import ModelConfig
+from fastgrpo.data.io import DataSourceError
+from fastgrpo.data.vision import VisionProcessor
 from fastgrpo.log import get_logger
+from fastgrpo.models import loader
+from fastgrpo.models.loader import ModelLoadError, eos_token_ids
+from fastgrpo.rollout import make_engine as make_text_engine
+from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import RolloutEngine
+from fastgrpo.rollout.vision import make_vision_engine
+from fastgrpo.utils.optional import MissingDependencyError
 
 log = get_logger("eval.engine")
 
 EngineKind = Literal["auto", "hf", "vllm"]
 
-
-class ModelLoadError(RuntimeError):
-    """The model (or tokenizer) could not be read; exit 2 on the CLI."""
+__all__ = ["EngineUnavailableError", "LoadedModel", "ModelLoadError", "eos_token_ids", "load_model", "make_engine",
+           "resolve_engine_kind"]
 
 
 class EngineUnavailableError(RuntimeError):
@@ -40,20 +50,6 @@ REFERENCE_MAX_PIXELS = 589824
 """Image bounds of the PAPO reference evaluation (32*32 .. 768*768 pixels)."""
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _torch_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" or torch.cuda.is_available() else torch.float32
-    return getattr(torch, dtype)
-
-
 def _vision_processor(
     path: str, config: Any, min_pixels: int | None, max_pixels: int | None, trust_remote_code: bool
 ) -> Any | None:
@@ -61,9 +57,6 @@ def _vision_processor(
     local = Path(path).expanduser()
     if getattr(config, "vision_config", None) is None and not (local / "preprocessor_config.json").exists():
         return None
-    from fastgrpo.data.io import DataSourceError
-    from fastgrpo.data.vision import VisionProcessor
-
     try:
         return VisionProcessor.from_pretrained(
             path, min_pixels=min_pixels, max_pixels=max_pixels, trust_remote_code=trust_remote_code
@@ -81,60 +74,30 @@ def load_model(
     device: str | None = None,
     min_pixels: int | None = REFERENCE_MIN_PIXELS,
     max_pixels: int | None = REFERENCE_MAX_PIXELS,
+    compute_device: str | None = None,
 ) -> LoadedModel:
-    """Tokenizer (+ vision processor) and AutoModelForCausalLM / image-text-to-text weights from a folder or hub id."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    """Tokenizer (+ vision processor) and weights from a folder or hub id, through `fastgrpo.models.loader`.
 
-    local = Path(path).expanduser()
-    if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").exists():
-        what = "does not exist" if not local.exists() else "has no config.json"
-        raise ModelLoadError(f"model path {path!r} {what}; pass a Hugging Face model folder or hub id")
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise ModelLoadError(
-            f"could not load the config/tokenizer of {path!r}: {type(e).__name__}: {e}"
-        ) from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    `device`: where the weights go (default: CUDA when present, else the CPU). `compute_device`: where they
+    compute, when that is elsewhere (vLLM receives CPU-held weights); it decides `dtype=auto`.
+    """
+    cfg = ModelConfig(path=path, dtype=dtype, trust_remote_code=trust_remote_code)  # type: ignore[arg-type]
+    config = loader.load_model_config(cfg, key="--model")
+    tokenizer = loader.load_tokenizer(cfg, key="--model")
     processor = _vision_processor(path, config, min_pixels, max_pixels, trust_remote_code)
     if not load_weights:
         return LoadedModel(None, tokenizer, processor, path)
-    device = device or _device()
-    kwargs = {"dtype": _torch_dtype(dtype, device), "trust_remote_code": trust_remote_code}
-    try:
-        if getattr(config, "vision_config", None) is not None:
-            from transformers import AutoModelForImageTextToText
-
-            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except Exception as e:
-        raise ModelLoadError(f"could not load model weights from {path!r}: {type(e).__name__}: {e}") from None
-    model.to(device)
-    model.eval()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = loader.load_weights(cfg, device, compute_device=compute_device, key="--model")
     return LoadedModel(model, tokenizer, processor, path)
 
 
-def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """EOS ids from the tokenizer and the generation config (chat models often stop on several)."""
-    ids: list[int] = []
-    gen = getattr(model, "generation_config", None)
-    for value in (getattr(tokenizer, "eos_token_id", None), getattr(gen, "eos_token_id", None)):
-        for v in value if isinstance(value, list | tuple) else [value]:
-            if v is not None and int(v) not in ids:
-                ids.append(int(v))
-    return ids
-
-
 def resolve_engine_kind(kind: str) -> str:
-    """`auto`: vLLM when importable with CUDA, else HF generate (as the trainer's `rollout.engine`)."""
-    if kind not in ("auto", "hf", "vllm"):
-        raise EngineUnavailableError(f"unknown engine {kind!r}; choose auto, hf or vllm")
-    from fastgrpo.rollout import resolve_engine_name
-
-    return resolve_engine_name(kind)
+    """`fastgrpo.rollout.resolve_engine_name` (the trainer's `rollout.engine` choice), errors as eval's."""
+    try:
+        return resolve_engine_name(kind)
+    except ValueError as e:
+        raise EngineUnavailableError(str(e)) from None
 
 
 def make_engine(
@@ -152,15 +115,9 @@ def make_engine(
         vllm_kwargs.setdefault("model_path", loaded.path)
         vllm_kwargs.setdefault("enable_sleep_mode", False)
         vllm_kwargs.setdefault("return_logprobs", False)
-    from fastgrpo.utils.optional import MissingDependencyError
-
     try:
         if loaded.processor is not None:
-            from fastgrpo.rollout.vision import make_vision_engine
-
             return make_vision_engine(kind, loaded.model, loaded.processor, micro_batch_size, **vllm_kwargs)
-        from fastgrpo.rollout import make_engine as make_text_engine
-
         return make_text_engine(kind, loaded.model, loaded.tokenizer, micro_batch_size, **vllm_kwargs)
     except MissingDependencyError as e:
         raise EngineUnavailableError(str(e)) from None

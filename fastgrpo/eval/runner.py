@@ -29,7 +29,6 @@ from rich.progress import (
 from fastgrpo import __version__
 from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.eval.data import EvalItem, load_items
-from fastgrpo.eval.engine import eos_token_ids
 from fastgrpo.eval.parallel import DataParallel
 from fastgrpo.eval.prompts import (
     EvalSetupError,
@@ -48,6 +47,7 @@ from fastgrpo.eval.report import (
 from fastgrpo.eval.scoring import EvalScorer
 from fastgrpo.eval.store import GENERATIONS, GenerationStore, merge_shards, shard_path
 from fastgrpo.log import console, get_logger, is_rank0
+from fastgrpo.models.loader import eos_token_ids
 from fastgrpo.rollout.base import RolloutEngine, SamplingParams
 
 log = get_logger("eval")

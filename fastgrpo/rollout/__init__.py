@@ -7,13 +7,21 @@ from typing import Any
 
 import torch
 
+from fastgrpo.models.loader import eos_token_ids
 from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
 
-__all__ = ["PromptInput", "RolloutEngine", "RolloutOutput", "SamplingParams", "make_engine", "resolve_engine_name"]
+__all__ = ["ENGINE_NAMES", "PromptInput", "RolloutEngine", "RolloutOutput", "SamplingParams", "make_engine",
+           "resolve_engine_name"]
+
+ENGINE_NAMES = ("auto", "hf", "vllm")
+"""rollout.engine / `fastgrpo eval --engine`."""
 
 
 def resolve_engine_name(engine: str) -> str:
-    """`auto` picks vllm when it is importable and CUDA is present, else HF generate."""
+    """The one engine choice (trainer, validation, eval): `auto` picks vllm when it is importable and CUDA is
+    present, else HF generate. Raises ValueError for a name not in ENGINE_NAMES."""
+    if engine not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {engine!r}; choose auto, hf or vllm")
     if engine != "auto":
         return engine
     if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
@@ -26,11 +34,7 @@ def make_engine(name: str, model: Any, tokenizer: Any, micro_batch_size: int = 6
     """`return_logprobs`: the engine also returns each sampled token's log-prob (None: the engine's default,
     off for HF, on for vLLM). `vllm_kwargs` go to `VLLMRolloutEngine`."""
     name = resolve_engine_name(name)
-    eos = [tokenizer.eos_token_id]
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
-        if e is not None and e not in eos:
-            eos.append(e)
+    eos = eos_token_ids(model, tokenizer)
     if name == "hf":
         from fastgrpo.rollout.hf import HFRolloutEngine
 

@@ -20,11 +20,12 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from fastgrpo.models.loader import eos_token_ids
 from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
 from fastgrpo.rollout.hf import HFRolloutEngine, _LogprobRecorder
 
-__all__ = ["VisionHFRolloutEngine", "eos_token_ids", "make_vision_engine", "mm_token_type_ids"]
+__all__ = ["VisionHFRolloutEngine", "make_vision_engine", "mm_token_type_ids"]
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int, video_token_id: int | None = None) -> torch.Tensor:
@@ -34,16 +35,6 @@ def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int, video_token_
     if video_token_id is not None:
         types[input_ids == video_token_id] = 2
     return types
-
-
-def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The tokenizer's EOS plus the generation config's (as `make_engine` collects them)."""
-    eos = [tokenizer.eos_token_id]
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
-        if e is not None and e not in eos:
-            eos.append(e)
-    return eos
 
 
 class _SuppressTokens(LogitsProcessor):

@@ -16,7 +16,7 @@ import torch
 
 from fastgrpo.config import Config
 from fastgrpo.config.loader import ConfigError
-from fastgrpo.train.kernels import is_vision_config
+from fastgrpo.models.kernels import is_vision_config
 
 __all__ = ["TrainPlan", "build_plan", "check_model_length", "engine_settings", "format_plan"]
 
@@ -159,7 +159,7 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
         # SPEC section 6: logits over the vocabulary, once in the compute dtype and once in fp32 for the log-softmax
         f"logits, {a.logprob_method} log-probs ({logit_rows} rows, bf16 + fp32)": logit_rows * vocab * (2 + 4) / gib,
     }
-    from fastgrpo.train.kernels import flash_attn_imports
+    from fastgrpo.models.kernels import flash_attn_imports
 
     if m.attn_implementation == "auto":
         attn = ("flash_attention_2 (flash_attn imports here)" if flash_attn_imports() and compute != "float32"

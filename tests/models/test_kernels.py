@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fastgrpo.config import ModelConfig
+from fastgrpo.models.kernels import apply_liger, is_vision_config, select_attn_implementation
 from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
-from fastgrpo.train.kernels import apply_liger, is_vision_config, select_attn_implementation
 from fastgrpo.train.model import ModelLoadError, load_policy_model
 from fastgrpo.utils.optional import MissingDependencyError
 
