@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fastgrpo.demo import task, verdict
+from fastgrpo.run_dir import RunDir, latest_checkpoint
 
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,10 +231,8 @@ def stage_train(o: DemoOptions, config: Path, experiment: str) -> Path:
 
 def stage_export(o: DemoOptions, run_dir: Path) -> Path:
     """Export the final checkpoint, unless <run>/export already holds exactly that checkpoint."""
-    from fastgrpo.train.checkpoint import latest_checkpoint
-
     out = run_dir / "export"
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    ckpt = latest_checkpoint(RunDir(run_dir).checkpoints)
     if ckpt is None:
         raise DemoError(f"{run_dir}: training left no checkpoint to export")
     mark = run_dir / ".demo_export"

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastgrpo.utils.io import atomic_path, atomic_write_text
+
 K_MIN = 2
 K_MAX = 6
 THINK_OPEN = "<think>"
@@ -200,17 +202,13 @@ def to_rows(problems: Sequence[Problem]) -> list[dict[str, object]]:
 def write_rows(rows: list[dict[str, object]], path: str | Path) -> Path:
     """Write jsonl or parquet by suffix, atomically (a reader never sees half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".parquet":
-        import datasets
+    if path.suffix != ".parquet":
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        return path
+    import datasets
 
+    with atomic_path(path) as tmp:
         datasets.Dataset.from_list(rows).to_parquet(str(tmp))
-    else:
-        with tmp.open("w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-    tmp.replace(path)
     return path
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fastgrpo.eval.metrics import maj_at_k, pass_at_k
-from fastgrpo.utils.io import atomic_write_json, atomic_write_text
+from fastgrpo.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -349,9 +349,8 @@ def plot_accuracy_vs_length(
             ax.legend(fontsize=8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
     atomic_write_json(path.with_suffix(".json"), {"x": "mean_tokens", "y": "accuracy", "points": points})

@@ -6,7 +6,7 @@ See docs/export.md.
 """
 
 from fastgrpo.export.card import EvalRow, read_eval_results, render_model_card
-from fastgrpo.export.checkpoint import CheckpointInfo, list_checkpoints, load_tensors, resolve_checkpoint
+from fastgrpo.export.checkpoint import CheckpointInfo, load_tensors, resolve_checkpoint
 from fastgrpo.export.errors import ExportError, UploadError, VerifyError
 from fastgrpo.export.exporter import (
     ExportOptions,
@@ -43,7 +43,6 @@ __all__ = [
     "VerifyReport",
     "export",
     "hub_endpoint",
-    "list_checkpoints",
     "load_tensors",
     "plan_export",
     "publish",

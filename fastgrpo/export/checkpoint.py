@@ -3,8 +3,9 @@
 Why not `fastgrpo.train.checkpoint`'s loader: export runs long after training, without a
 process group or the training model; it needs the full (unsharded) tensors and
 their names only, read straight from the DCP metadata. The run layout and the
-completeness test (`checkpoint_problem`: the manifest and its file sizes) are the
-trainer's own, so export trusts exactly the checkpoints a resume would.
+completeness test (`checkpoint_problem`: the manifest and its file sizes) are
+`fastgrpo.run_dir`'s, shared with the trainer, so export trusts exactly the
+checkpoints a resume would, and refuses the others with the same message.
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ import yaml
 
 from fastgrpo.export.errors import ExportError
 from fastgrpo.log import get_logger
-from fastgrpo.train.checkpoint import MANIFEST, STEP_DIR, checkpoint_problem, complete_checkpoints
+from fastgrpo.run_dir import (
+    CHECKPOINTS,
+    MODEL_DIR,
+    MODEL_KEY,
+    TRAINER_STATE,
+    CheckpointError,
+    RunDir,
+    checkpoint_problem,
+    checkpoint_step,
+    complete_checkpoints,
+    is_checkpoint_dir,
+)
 
 log = get_logger("export")
-MODEL_KEY = "model"
-"""Top-level key of the model DCP: the trainer saves `{"model": state_dict}`."""
 EXPORT_MARKER = "fastgrpo_export.json"
 """Written into every export folder: provenance, and how a folder is recognised as an export."""
 
@@ -57,24 +67,14 @@ class CheckpointInfo:
 
     @property
     def model_dir(self) -> Path:
-        return self.path / "model"
-
-
-def is_checkpoint_dir(path: Path) -> bool:
-    """A folder meant as one checkpoint (complete or not): named global_step_N, or holding its files."""
-    return bool(STEP_DIR.match(path.name)) or (path / MANIFEST).is_file() or (path / "model" / ".metadata").is_file()
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first (see `fastgrpo.train.checkpoint.checkpoint_problem`)."""
-    return complete_checkpoints(run_dir / "checkpoints")[0]
+        return self.path / MODEL_DIR
 
 
 def _check_complete(ckpt: Path) -> None:
     problem = checkpoint_problem(ckpt)
     if problem is not None:
         raise ExportError(
-            f"checkpoint {ckpt} is incomplete or damaged: {problem}. Export another one (--step, or the run "
+            f"{CheckpointError(ckpt, problem)}. Export another one (--step, or the run "
             "directory for the newest complete checkpoint)"
         )
 
@@ -101,8 +101,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _find_base_dir(run_dir: Path | None, run_config: dict[str, Any], ckpt: Path) -> Path:
     """`hf_base/` of the run; else the run's model.path when it is a local model folder."""
-    if run_dir is not None and (run_dir / "hf_base" / "config.json").is_file():
-        return run_dir / "hf_base"
+    if run_dir is not None and (RunDir(run_dir).hf_base / "config.json").is_file():
+        return RunDir(run_dir).hf_base
     model_path = str((run_config.get("model") or {}).get("path") or "")
     if model_path and (Path(model_path).expanduser() / "config.json").is_file():
         return Path(model_path).expanduser()
@@ -128,27 +128,27 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> CheckpointI
     if not p.is_dir():
         raise ExportError(f"{p} is a file: pass a run directory or a checkpoint folder")
     if is_checkpoint_dir(p):
-        m = STEP_DIR.match(p.name)
-        ckpt_step = int(m.group(1)) if m else None
+        ckpt_step = checkpoint_step(p)
         if step is not None and ckpt_step is not None and step != ckpt_step:
             raise ExportError(
                 f"--step {step} does not match the checkpoint {p} (step {ckpt_step}): "
                 "drop --step, or pass the run directory"
             )
-        run_dir = p.parent.parent if p.parent.name == "checkpoints" else None
+        run_dir = p.parent.parent if p.parent.name == CHECKPOINTS else None
         ckpt = p
         _check_complete(ckpt)
     else:
-        run_dir = p.parent if p.name == "checkpoints" else p
-        found, damaged = complete_checkpoints(run_dir / "checkpoints")
+        run_dir = p.parent if p.name == CHECKPOINTS else p
+        ckpt_root = RunDir(run_dir).checkpoints
+        found, damaged = complete_checkpoints(ckpt_root)
         if step is not None:
-            named = [c for c, _ in damaged if STEP_DIR.match(c.name) and int(c.name.rsplit("_", 1)[-1]) == step]
+            named = [c for c, _ in damaged if checkpoint_step(c) == step]
             if named:
                 _check_complete(named[0])
         if not found:
             bad = f" ({len(damaged)} incomplete or damaged: {damaged[-1][1]})" if damaged else ""
             raise ExportError(
-                f"{run_dir} has no checkpoints{bad} (looked for {run_dir / 'checkpoints'}/global_step_*): "
+                f"{run_dir} has no checkpoints{bad} (looked for {ckpt_root}/global_step_*): "
                 "train with trainer.save_freq > 0 (a final checkpoint is saved at the end of training), "
                 "or pass a checkpoint folder"
             )
@@ -156,20 +156,20 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> CheckpointI
         if step is None:
             ckpt_step, ckpt = found[-1]
             for bad_dir, problem in damaged:
-                if int(bad_dir.name.rsplit("_", 1)[-1]) > ckpt_step:
+                if (checkpoint_step(bad_dir) or 0) > ckpt_step:
                     log.warning("skipping checkpoint %s: %s", bad_dir, problem)
         else:
             matches = [c for s, c in found if s == step]
             if not matches:
                 raise ExportError(
-                    f"--step {step}: no such checkpoint in {run_dir / 'checkpoints'}; "
+                    f"--step {step}: no such checkpoint in {ckpt_root}; "
                     f"available steps: {', '.join(map(str, steps))}"
                 )
             ckpt_step, ckpt = step, matches[0]
-    trainer_state = _read_json(ckpt / "trainer_state.json")
+    trainer_state = _read_json(ckpt / TRAINER_STATE)
     if ckpt_step is None:
         ckpt_step = int(trainer_state.get("step", 0) or 0)
-    run_config = _read_yaml(run_dir / "config.yaml") if run_dir is not None else {}
+    run_config = _read_yaml(RunDir(run_dir).config) if run_dir is not None else {}
     base = _find_base_dir(run_dir, run_config, ckpt)
     return CheckpointInfo(
         path=ckpt,

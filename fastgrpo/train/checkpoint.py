@@ -1,23 +1,14 @@
 """Checkpoints with torch distributed checkpoint (DCP): exact resume, verified, rotated.
 
-Layout of one checkpoint (`checkpoints/global_step_000010/`):
-  model/               DCP of {"model": state dict with the HF parameter names}
-  optim/               DCP of {"optim": optimizer state}
-  trainer_state.json   step, dtype, scheduler, sampler and algorithm state
-  rng_rank{r}.pt       RNG states of rank r
-  manifest.json        every other file with its size in bytes; written LAST
-It is written into a hidden temp folder and renamed into place. A folder is trusted
-only if `checkpoint_problem` finds nothing wrong (manifest present, every listed
-file there with its size): the trainer's resume and `fastgrpo export` both ask it.
-Sizes, not checksums: they catch what real failures leave (a truncated copy, a
-missing shard, a save cut short) without re-reading tens of GB at every resume.
+The folder layout and the one completeness rule (`checkpoint_problem`: manifest.json,
+written last, lists every file with its size) are `fastgrpo.run_dir`'s, shared with
+export. A checkpoint is written into a hidden temp folder and renamed into place.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,6 +25,22 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from fastgrpo.log import get_logger
+from fastgrpo.run_dir import (
+    MODEL_DIR,
+    MODEL_KEY,
+    OPTIM_DIR,
+    OPTIM_KEY,
+    TRAINER_STATE,
+    CheckpointError,
+    checkpoint_problem,
+    complete_checkpoints,
+    latest_checkpoint,
+    list_checkpoints,
+    rng_file_name,
+    step_dir_name,
+    verify_checkpoint,
+    write_manifest,
+)
 from fastgrpo.train.dist import (
     DistInfo,
     all_gather_objects,
@@ -44,103 +51,27 @@ from fastgrpo.train.dist import (
 )
 from fastgrpo.utils.io import atomic_write_json
 
+__all__ = [
+    "CheckpointError",
+    "CheckpointSaveError",
+    "checkpoint_problem",
+    "clean_stale_temp",
+    "complete_checkpoints",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+    "verify_checkpoint",
+]
+
 log = get_logger(__name__)
 
-STEP_DIR = re.compile(r"^global_step_(\d+)$")
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
 SAVE_ERRORS = (Exception, CheckpointException)
 """What a failed save raises (DCP's CheckpointException is a BaseException that wraps every rank's error)."""
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is incomplete or damaged; `problem` names the file and what is wrong."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"checkpoint {path} is incomplete or damaged: {problem}")
-
-
 class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed (e.g. no space left); the previous checkpoints are untouched."""
-
-
-def step_dir_name(step: int) -> str:
-    return f"global_step_{step:06d}"
-
-
-def list_checkpoints(ckpt_root: str | Path) -> list[tuple[int, Path]]:
-    """Every `global_step_*` folder, oldest first, complete or not (see `checkpoint_problem`)."""
-    root = Path(ckpt_root)
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        m = STEP_DIR.match(p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def write_manifest(folder: Path, step: int) -> None:
-    """Record every file of a finished checkpoint folder with its size (atomically, as the last write)."""
-    files = {p.relative_to(folder).as_posix(): p.stat().st_size
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    atomic_write_json(folder / MANIFEST, {"format": MANIFEST_FORMAT, "step": step, "files": files})
-
-
-def checkpoint_problem(path: str | Path) -> str | None:
-    """None when the checkpoint folder is complete; else what is wrong, naming the file.
-
-    The one completeness test for the trainer (resume) and export.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        return f"{path} is not a folder"
-    manifest = path / MANIFEST
-    if not manifest.is_file():
-        return (f"{manifest} is missing (the save did not finish, or the folder was copied only in part, "
-                "or an older fastgrpo wrote it)")
-    try:
-        data = json.loads(manifest.read_text())
-        files = data["files"]
-        if not isinstance(files, dict):
-            raise TypeError("files is not a mapping")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{manifest} is unreadable ({type(e).__name__}: {e})"
-    for rel, size in files.items():
-        f = path / rel
-        if not f.is_file():
-            return f"{f} is missing"
-        actual = f.stat().st_size
-        if actual != size:
-            return f"{f} has {actual} bytes, the manifest says {size} (truncated or overwritten)"
-    return None
-
-
-def verify_checkpoint(path: str | Path) -> None:
-    """Raise `CheckpointError` naming the file when the checkpoint folder is not complete."""
-    problem = checkpoint_problem(path)
-    if problem is not None:
-        raise CheckpointError(Path(path), problem)
-
-
-def complete_checkpoints(ckpt_root: str | Path) -> tuple[list[tuple[int, Path]], list[tuple[Path, str]]]:
-    """(complete checkpoints oldest first, [(damaged folder, problem)])."""
-    good, bad = [], []
-    for step, p in list_checkpoints(ckpt_root):
-        problem = checkpoint_problem(p)
-        if problem is None:
-            good.append((step, p))
-        else:
-            bad.append((p, problem))
-    return good, bad
-
-
-def latest_checkpoint(ckpt_root: str | Path) -> Path | None:
-    """Newest complete checkpoint (damaged or unfinished folders are passed over)."""
-    good, _ = complete_checkpoints(ckpt_root)
-    return good[-1][1] if good else None
 
 
 def _all_ok(ok: bool, info: DistInfo) -> bool:
@@ -208,14 +139,14 @@ def save_checkpoint(
         try:
             model_sd = get_model_state_dict(model)
             optim_sd = get_optimizer_state_dict(model, optimizer)
-            dcp.save({"model": model_sd}, checkpoint_id=str(tmp / "model"))
-            dcp.save({"optim": optim_sd}, checkpoint_id=str(tmp / "optim"))
-            torch.save(rng_state(), tmp / f"rng_rank{info.rank}.pt")
+            dcp.save({MODEL_KEY: model_sd}, checkpoint_id=str(tmp / MODEL_DIR))
+            dcp.save({OPTIM_KEY: optim_sd}, checkpoint_id=str(tmp / OPTIM_DIR))
+            torch.save(rng_state(), tmp / rng_file_name(info.rank))
         except SAVE_ERRORS as e:
             error = e
         if _all_ok(error is None, info) and info.is_main:
             try:
-                atomic_write_json(tmp / "trainer_state.json", trainer_state)
+                atomic_write_json(tmp / TRAINER_STATE, trainer_state)
                 write_manifest(tmp, step)  # last: its presence means every file above is complete
                 old = ckpt_root / f".old_{step_dir_name(step)}"
                 if final.exists():  # re-saving the same step: keep the old one until the new one is in place
@@ -298,17 +229,17 @@ def load_checkpoint(
 def _load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo) -> dict[str, Any]:
     _materialize_optimizer_state(optimizer)
     model_sd = get_model_state_dict(model)
-    state = {"model": model_sd}
-    dcp.load(state, checkpoint_id=str(path / "model"))
-    set_model_state_dict(model, state["model"], options=StateDictOptions(strict=True))
+    state = {MODEL_KEY: model_sd}
+    dcp.load(state, checkpoint_id=str(path / MODEL_DIR))
+    set_model_state_dict(model, state[MODEL_KEY], options=StateDictOptions(strict=True))
     optim_sd = get_optimizer_state_dict(model, optimizer)
-    ostate = {"optim": optim_sd}
-    dcp.load(ostate, checkpoint_id=str(path / "optim"))
-    set_optimizer_state_dict(model, optimizer, ostate["optim"])
-    rng_file = path / f"rng_rank{info.rank}.pt"
+    ostate = {OPTIM_KEY: optim_sd}
+    dcp.load(ostate, checkpoint_id=str(path / OPTIM_DIR))
+    set_optimizer_state_dict(model, optimizer, ostate[OPTIM_KEY])
+    rng_file = path / rng_file_name(info.rank)
     if rng_file.exists():
         set_rng_state(torch.load(rng_file, weights_only=False))
-    return json.loads((path / "trainer_state.json").read_text())
+    return json.loads((path / TRAINER_STATE).read_text())
 
 
 def _materialize_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

@@ -1,8 +1,9 @@
 """Where step metrics go: the console line, metrics.jsonl, samples.jsonl, TensorBoard, W&B.
 
-Only rank 0 logs. JSONL lines are flushed every step so a killed run keeps
-every finished step; on resume, lines past the checkpoint are dropped so the
-file reads as one uninterrupted run.
+Only rank 0 logs. JSONL lines are appended whole and fsynced every step
+(`fastgrpo.utils.io.append_lines`), so a killed run keeps every finished step
+and no half line; on resume, lines past the checkpoint are dropped so the file
+reads as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fastgrpo.log import console, get_logger
+from fastgrpo.run_dir import RunDir
+from fastgrpo.utils.io import append_lines, atomic_write_text
 
 log = get_logger(__name__)
 
@@ -35,7 +38,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:
             continue  # a line cut by a kill mid-write
-    path.write_text("".join(k + "\n" for k in kept))
+    atomic_write_text(path, "".join(k + "\n" for k in kept))
 
 
 class RunLogger:
@@ -43,8 +46,8 @@ class RunLogger:
                  project: str, name: str) -> None:
         self.enabled = enabled
         self.backends = set(backends)
-        self.metrics_path = run_dir / "metrics.jsonl"
-        self.samples_path = run_dir / "samples.jsonl"
+        self.metrics_path = RunDir(run_dir).metrics
+        self.samples_path = RunDir(run_dir).samples
         self._tb = None
         self._wandb = None
         if not enabled:
@@ -53,7 +56,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+                self._tb = SummaryWriter(str(RunDir(run_dir).tensorboard))
             except ImportError:
                 log.warning("trainer.logger includes tensorboard but it is not installed (pip install tensorboard)")
         if "wandb" in self.backends:
@@ -69,8 +72,7 @@ class RunLogger:
             return
         clean = {k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None) for k, v in metrics.items()}
         if "jsonl" in self.backends:
-            with self.metrics_path.open("a") as f:
-                f.write(json.dumps({"step": step, **clean}) + "\n")
+            append_lines(self.metrics_path, [json.dumps({"step": step, **clean})])
         if self._tb is not None:
             for k, v in clean.items():
                 if v is not None:
@@ -83,9 +85,7 @@ class RunLogger:
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
         if self.enabled and samples:
-            with self.samples_path.open("a") as f:
-                for s in samples:
-                    f.write(json.dumps({"step": step, **s}) + "\n")
+            append_lines(self.samples_path, [json.dumps({"step": step, **s}) for s in samples])
 
     def close(self) -> None:
         if self._tb is not None:

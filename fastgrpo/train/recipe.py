@@ -48,6 +48,7 @@ from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunct
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.rollout.vision import make_vision_engine
+from fastgrpo.run_dir import RunDir
 from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, pack_varlen, response_token_stats
 from fastgrpo.train.checkpoint import (
     CheckpointError,
@@ -138,7 +139,7 @@ class FastGRPORecipe:
     def __init__(self, cfg: Config, info: DistInfo) -> None:
         self.cfg, self.info = cfg, info
         self.run_dir = Path(cfg.trainer.output_dir) / cfg.trainer.experiment_name
-        self.ckpt_root = self.run_dir / "checkpoints"
+        self.ckpt_root = RunDir(self.run_dir).checkpoints
 
     # ----------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -337,19 +338,19 @@ class FastGRPORecipe:
     def _write_run_files(self) -> None:
         if not self.info.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
-        hf_base = self.run_dir / "hf_base"
-        if not (hf_base / "config.json").exists():
-            tmp = self.run_dir / ".tmp_hf_base"
-            model = self.model
-            model.config.save_pretrained(tmp)
-            if getattr(model, "generation_config", None) is not None:
-                model.generation_config.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            if self.processor is not None:
-                self.processor.image_processor.save_pretrained(tmp)
-            tmp.rename(hf_base)
+        run = RunDir(self.run_dir)
+        run.write_config(dump_config(self.cfg))
+        run.write_hf_base(self._save_hf_base)
+
+    def _save_hf_base(self, folder: Path) -> None:
+        """The files export rebuilds a model folder from: model and generation config, tokenizer, processor."""
+        model = self.model
+        model.config.save_pretrained(folder)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        if self.processor is not None:
+            self.processor.image_processor.save_pretrained(folder)
 
     def _resume(self) -> int:
         """Restore from a checkpoint per trainer.resume; returns the step to continue after."""
@@ -507,7 +508,7 @@ class FastGRPORecipe:
         cfg = self.cfg
         return evaluate(
             self.model, self.tokenizer, self.val_benchmarks, self._eval_params(),
-            out_dir=self.run_dir / "eval" / f"step_{step:06d}", engine=self.engine, scorer=cfg.eval.scorer,
+            out_dir=RunDir(self.run_dir).val_dir(step), engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
             template=cfg.reward.template, processor=self.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,

@@ -25,7 +25,7 @@ from fastgrpo import log
 from fastgrpo.cli.main import app
 from fastgrpo.config import dump_config, load_config
 from fastgrpo.models.tiny import build_char_tokenizer, tiny_qwen2_config
-from fastgrpo.train.checkpoint import write_manifest
+from fastgrpo.run_dir import write_manifest
 
 SMALL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -14,7 +14,7 @@ import torch.distributed.checkpoint as dcp
 from transformers import AutoModelForCausalLM
 
 from fastgrpo.export import ExportOptions, export
-from fastgrpo.train.checkpoint import list_checkpoints
+from fastgrpo.run_dir import list_checkpoints
 from fastgrpo.train.model import resolve_master_dtype
 from fastgrpo.train.recipe import TrainingError, train
 

@@ -16,7 +16,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from transformers import AutoModelForCausalLM
 
-from fastgrpo.train.checkpoint import list_checkpoints
+from fastgrpo.run_dir import list_checkpoints
 from fastgrpo.train.recipe import TrainingError, train
 from fastgrpo.train.signals import EXIT_STOPPED
 

@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fastgrpo.cli.main import app
-from fastgrpo.train.checkpoint import MANIFEST, checkpoint_problem, list_checkpoints
+from fastgrpo.run_dir import MANIFEST, checkpoint_problem, list_checkpoints
 from fastgrpo.train.recipe import BadCheckpointError, TrainingError, TrainingStopped, train
 from fastgrpo.train.signals import EXIT_STOPPED
 

@@ -15,7 +15,7 @@ from transformers import AutoModelForImageTextToText
 
 from fastgrpo.eval import load_items
 from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
-from fastgrpo.train.checkpoint import list_checkpoints
+from fastgrpo.run_dir import list_checkpoints
 from fastgrpo.train.dist import init_distributed
 from fastgrpo.train.recipe import FastGRPORecipe, TrainingError, train
 
