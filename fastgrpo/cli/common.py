@@ -19,12 +19,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_or_exit(config: Path | None, overrides: list[str] | None) -> Config:
-    """Load + validate, or exit 2 with the message. A first argument like `a.b=c` is an override, not a file."""
+    """Load + validate (eval.benchmarks against the eval registry too), or exit 2 with the message.
+
+    A first argument like `a.b=c` is an override, not a file.
+    """
     overrides = list(overrides or [])
     if config is not None and "=" in str(config) and not Path(config).exists():
         overrides.insert(0, str(config))
         config = None
     try:
-        return load_config(config, overrides or [])
+        cfg = load_config(config, overrides or [])
     except ConfigError as e:
         raise fail(str(e)) from None
+    if cfg.eval.benchmarks:
+        # Imported here: the eval package pulls in `datasets`, needed only when benchmarks are named.
+        from fastgrpo.eval.registry import UnknownBenchmarkError, check_benchmark_names
+
+        try:
+            check_benchmark_names(cfg.eval.benchmarks)
+        except UnknownBenchmarkError as e:
+            raise fail(str(e)) from None
+    return cfg

@@ -238,20 +238,6 @@ def _get(cfg: Config, path: str) -> Any:
     return node
 
 
-def _check_benchmarks(names: list[str]) -> None:
-    """eval.benchmarks must expand (as `fastgrpo eval --bench` does) to registered benchmarks.
-
-    Imported here, not at the top: the eval package pulls in `datasets`, needed only when names are set.
-    """
-    from fastgrpo.eval.registry import UnknownBenchmarkError, resolve_names
-
-    for i, name in enumerate(names):
-        try:
-            resolve_names(name)
-        except UnknownBenchmarkError as e:
-            raise ConfigError(f"eval.benchmarks[{i}]: {e}") from None
-
-
 def validate(cfg: Config) -> Config:
     """Cross-field checks the types alone cannot express."""
     for path in POSITIVE_INTS:
@@ -315,8 +301,6 @@ def validate(cfg: Config) -> Config:
             f"silently. Set eval.max_new_tokens <= {cfg.data.max_response_length} (for longer answers run "
             "`fastgrpo eval --max-new-tokens N` on the checkpoint) or raise data.max_response_length"
         )
-    if cfg.eval.benchmarks:
-        _check_benchmarks(cfg.eval.benchmarks)
     return cfg
 
 

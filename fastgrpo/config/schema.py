@@ -351,7 +351,7 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=list)
     """Benchmarks for validation during training, as `fastgrpo eval --bench` takes them: registry names
     (`fastgrpo eval --list`; e.g. gsm8k, math500), the groups `all` / `vision` / `text`, or comma lists. Checked
-    when the config loads; training also rejects image benchmarks for a text model, and `custom` (use
+    when a command loads the config (train, config validate, eval --config); training also rejects image benchmarks for a text model, and `custom` (use
     data.val_files)."""
     n: int = 1
     """Samples per question; a question's accuracy is the mean over them (avg@n)."""

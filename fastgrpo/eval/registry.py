@@ -344,6 +344,19 @@ def resolve_names(names: list[str] | str) -> list[str]:
     return out
 
 
+def check_benchmark_names(names: list[str], key: str = "eval.benchmarks") -> list[str]:
+    """`resolve_names`, with a failure naming the config entry (`eval.benchmarks[1]: unknown benchmark ...`).
+
+    Why here and not in `fastgrpo.config`: the names are the registry's; config stays below eval.
+    """
+    for i, name in enumerate(names):
+        try:
+            resolve_names(name)
+        except UnknownBenchmarkError as e:
+            raise UnknownBenchmarkError(f"{key}[{i}]: {e}") from None
+    return resolve_names(names)
+
+
 def custom_benchmark(
     path: str,
     *,

@@ -16,7 +16,7 @@ from fastgrpo.eval import (
     parse_options,
     resolve_names,
 )
-from fastgrpo.eval.registry import UnknownBenchmarkError
+from fastgrpo.eval.registry import UnknownBenchmarkError, check_benchmark_names
 
 from ..data.hub_cache import write_hub_cache
 
@@ -66,6 +66,15 @@ def test_names_aliases_and_groups() -> None:
     assert len(resolve_names("vision")) == 12
     with pytest.raises(UnknownBenchmarkError, match="Did you mean 'mathvista'"):
         get_benchmark("mathvsta")
+
+
+def test_config_benchmark_names_are_checked_by_the_registry() -> None:
+    """eval.benchmarks is checked here (config does not import eval); the error names the entry."""
+    assert check_benchmark_names(["text", "gsm8k,mathvista", "AIME24"]) == [
+        "gsm8k", "math500", "aime2024", "mathvista"]
+    with pytest.raises(UnknownBenchmarkError) as e:
+        check_benchmark_names(["gsm8k", "math500,gsm9k"])
+    assert str(e.value).startswith("eval.benchmarks[1]: unknown benchmark 'gsm9k'. Did you mean 'gsm8k'? Known: ")
 
 
 # name: (questions, first prompt id, first gold, first options, images per row)
