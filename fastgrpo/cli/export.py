@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -61,79 +60,106 @@ def _print_plan(
     out.print(f"total      : {format_size(plan.total_bytes)} in {len(plan.files)} files", highlight=False)
 
 
-def _hf_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.is_offline_mode())
-
-
-def export_command(
-    path: Path = typer.Argument(
-        ...,
+# One alias per option (type and help), so the command below reads as a list of options.
+PathArg = Annotated[
+    Path,
+    typer.Argument(
         help="Run directory (runs/NAME), a checkpoint folder (runs/NAME/checkpoints/global_step_N), "
         "or an existing export folder (upload it as is).",
         show_default=False,
     ),
-    to: Target = typer.Option(
-        Target.local, "--to", help="local: write the folder only; hf / modelscope: also upload."
+]
+ToOpt = Annotated[Target, typer.Option("--to", help="local: write the folder only; hf / modelscope: also upload.")]
+RepoIdOpt = Annotated[
+    str | None, typer.Option("--repo-id", help="ORG/NAME of the hub repo (needed for --to hf|modelscope).")
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Export folder. Default: RUN_DIR/export (a previous export there is replaced atomically)."
     ),
-    repo_id: str | None = typer.Option(
-        None, "--repo-id", help="ORG/NAME of the hub repo (needed for --to hf|modelscope)."
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="Export folder. Default: RUN_DIR/export (a previous export there is replaced atomically).",
-    ),
-    step: int | None = typer.Option(None, "--step", help="Checkpoint step to export. Default: the latest."),
-    dtype: DType | None = typer.Option(
-        None, "--dtype",
+]
+StepOpt = Annotated[int | None, typer.Option("--step", help="Checkpoint step to export. Default: the latest.")]
+DTypeOpt = Annotated[
+    DType | None,
+    typer.Option(
+        "--dtype",
         help="Weights dtype. Default: the dtype training computed in (model.dtype; checkpoints keep fp32 master weights).",
     ),
-    max_shard_size: str = typer.Option(
-        "5GB",
+]
+MaxShardOpt = Annotated[
+    str,
+    typer.Option(
         "--max-shard-size",
         help="Split safetensors above this size (with model.safetensors.index.json), e.g. 2GB, 500MB.",
     ),
-    private: bool = typer.Option(
-        False, "--private", help="Create the hub repo as private (ignored if it exists)."
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Show the plan (files, sizes, target) and write or upload nothing."
-    ),
-    token: str | None = typer.Option(
-        None,
+]
+PrivateOpt = Annotated[bool, typer.Option("--private", help="Create the hub repo as private (ignored if it exists).")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan (files, sizes, target) and write or upload nothing.")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
         "--token",
         help="Hub token. Default: $HF_TOKEN / $MODELSCOPE_API_TOKEN, then the "
         "client's saved login. Never printed, logged or written.",
         show_default=False,
     ),
-    endpoint: str | None = typer.Option(
-        None,
+]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
         "--endpoint",
         help="Hub URL. Default: $HF_ENDPOINT (hf), $MODELSCOPE_ENDPOINT (modelscope), else the public hub.",
     ),
-    revision: str | None = typer.Option(
-        None,
+]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(
         "--revision",
         help="Branch to commit to (default main on HF, master on ModelScope); created on HF if missing.",
     ),
-    commit_message: str | None = typer.Option(None, "--commit-message", help="Commit message of the upload."),
-    eval_results: Path | None = typer.Option(
-        None,
+]
+CommitMessageOpt = Annotated[str | None, typer.Option("--commit-message", help="Commit message of the upload.")]
+EvalResultsOpt = Annotated[
+    Path | None,
+    typer.Option(
         "--eval-results",
         help="results.json of `fastgrpo eval` (or its folder) for the card's eval table. "
         "Default: RUN_DIR/eval/results.json when present.",
     ),
-    retries: int = typer.Option(
-        4, "--retries", min=1, help="Upload attempts on network errors (exponential backoff)."
-    ),
-    verify: bool = typer.Option(
-        True,
+]
+RetriesOpt = Annotated[
+    int, typer.Option("--retries", min=1, help="Upload attempts on network errors (exponential backoff).")
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
         "--verify/--no-verify",
         help="Reload the folder with transformers and compare "
         "logits with the checkpoint before anything is kept or uploaded.",
     ),
+]
+
+
+def export_command(
+    path: PathArg,
+    to: ToOpt = Target.local,
+    repo_id: RepoIdOpt = None,
+    out: OutOpt = None,
+    step: StepOpt = None,
+    dtype: DTypeOpt = None,
+    max_shard_size: MaxShardOpt = "5GB",
+    private: PrivateOpt = False,
+    dry_run: DryRunOpt = False,
+    token: TokenOpt = None,
+    endpoint: EndpointOpt = None,
+    revision: RevisionOpt = None,
+    commit_message: CommitMessageOpt = None,
+    eval_results: EvalResultsOpt = None,
+    retries: RetriesOpt = 4,
+    verify: VerifyOpt = True,
 ) -> None:
     """Export a checkpoint as a Hugging Face model folder (safetensors, config, tokenizer, chat template,
     model card), verify it, and optionally upload it to the Hugging Face Hub or ModelScope.
@@ -168,54 +194,30 @@ def export_command(
         resolve_token,
         write_export,
     )
+    from fastgrpo.export.exporter import check_target, check_upload_ready
 
     target = to.value
-    if target != "local":
-        if not repo_id:
-            raise fail(f"--to {target} needs --repo-id ORG/NAME (e.g. --repo-id me/fast-demo)")
-        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-            raise fail(f"--repo-id {repo_id!r}: expected ORG/NAME, e.g. me/fast-demo")
     opts = ExportOptions(
-        source=path,
-        target=target,  # type: ignore[arg-type]
-        out=out,
-        step=step,
-        dtype=dtype.value if dtype else None,
-        max_shard_size=max_shard_size,
-        repo_id=repo_id,
-        private=private,
-        revision=revision,
-        commit_message=commit_message,
-        endpoint=endpoint,
-        verify=verify,
-        eval_results=eval_results,
+        source=path, target=target, out=out, step=step, dtype=dtype.value if dtype else None,  # type: ignore[arg-type]
+        max_shard_size=max_shard_size, repo_id=repo_id, private=private, revision=revision,
+        commit_message=commit_message, endpoint=endpoint, verify=verify, eval_results=eval_results,
         retry=RetryPolicy(attempts=retries),
     )
-    if target == "modelscope" and importlib.util.find_spec("modelscope") is None:
-        raise fail("--to modelscope needs the modelscope SDK: pip install 'fastgrpo[modelscope]'")
-    secret = resolve_token(target, token) if target != "local" else None
     try:
+        check_target(opts)
+        secret = resolve_token(target, token) if target != "local" else None
         plan = plan_export(opts)
-        shown_endpoint = hub_endpoint(target, endpoint) if target != "local" else None
         if dry_run:
+            shown_endpoint = hub_endpoint(target, endpoint) if target != "local" else None
             _print_plan(plan, opts, secret.source if secret else None, shown_endpoint)
             console.print("dry run: nothing was written or uploaded", highlight=False)
             return
-        if target == "hf" and _hf_offline():
-            raise fail(
-                "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so huggingface_hub makes no requests: "
-                "unset it to upload (the folder was not exported)"
-            )
-        if target != "local" and secret is None:
-            env = "HF_TOKEN" if target == "hf" else "MODELSCOPE_API_TOKEN"
-            raise fail(f"no token for --to {target}: set ${env}, pass --token, or log in with the hub's CLI")
+        check_upload_ready(opts, secret)
         result = write_export(plan, verify=verify)
         if plan.checkpoint is not None:
             console.print(f"exported step {plan.checkpoint.step} to {result.folder}", highlight=False)
-        if target != "local":
-            assert secret is not None
-            url = publish(result, opts, secret)
-            console.print(f"uploaded to {url}", highlight=False)
+        if secret is not None:
+            console.print(f"uploaded to {publish(result, opts, secret)}", highlight=False)
     except ExportError as e:
         raise fail(str(e)) from None
     except (VerifyError, UploadError) as e:

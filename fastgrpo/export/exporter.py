@@ -8,6 +8,7 @@ then renamed into place; on any failure the temp dir is removed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from huggingface_hub import constants as hf_hub_constants
 
 from fastgrpo import __version__
 from fastgrpo.export import hf_folder as hf
@@ -333,6 +335,33 @@ def publish(result: ExportResult, opts: ExportOptions, token: Token) -> str:
         raise ExportError(f"unknown target {opts.target!r}")
     result.url = url
     return url
+
+
+def check_target(opts: ExportOptions) -> None:
+    """A hub target's own inputs, checked before any work: a repo id ORG/NAME and the hub's SDK."""
+    if opts.target == "local":
+        return
+    repo_id = opts.repo_id
+    if not repo_id:
+        raise ExportError(f"--to {opts.target} needs --repo-id ORG/NAME (e.g. --repo-id me/fast-demo)")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ExportError(f"--repo-id {repo_id!r}: expected ORG/NAME, e.g. me/fast-demo")
+    if opts.target == "modelscope" and importlib.util.find_spec("modelscope") is None:
+        raise ExportError("--to modelscope needs the modelscope SDK: pip install 'fastgrpo[modelscope]'")
+
+
+def check_upload_ready(opts: ExportOptions, token: Token | None) -> None:
+    """Before a folder is written for an upload: the hub client may make requests, and a token was found."""
+    if opts.target == "local":
+        return
+    if opts.target == "hf" and hf_hub_constants.is_offline_mode():
+        raise ExportError(
+            "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so huggingface_hub makes no requests: "
+            "unset it to upload (the folder was not exported)"
+        )
+    if token is None:
+        env = "HF_TOKEN" if opts.target == "hf" else "MODELSCOPE_API_TOKEN"
+        raise ExportError(f"no token for --to {opts.target}: set ${env}, pass --token, or log in with the hub's CLI")
 
 
 def default_commit_message(plan: ExportPlan) -> str:
