@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from fastgrpo.cli.common import fail, load_or_exit
-from fastgrpo.config import Config
+from fastgrpo.config import Config, ConfigError
 from fastgrpo.log import console, is_rank0
 from fastgrpo.train.signals import STOP_SIGNALS
 
@@ -106,7 +106,6 @@ def _run_forwarding_signals(cmd: list[str]) -> int:
 
 
 def _dry_run(cfg: Config, world_size: int) -> None:
-    from fastgrpo.config import ConfigError
     from fastgrpo.train.model import ModelLoadError
     from fastgrpo.train.plan import build_plan, format_plan
 

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from fastgrpo.data.prompts import load_format_template
+from fastgrpo.data.vision import build_messages
 from fastgrpo.eval.choices import format_options
 from fastgrpo.eval.data import EvalItem
 from fastgrpo.eval.registry import BenchmarkSpec
@@ -34,8 +36,6 @@ def render_user_text(spec: BenchmarkSpec, item: EvalItem) -> str:
     options = format_options(item.options)
     if ("{question}" in template or "{options}" in template) and "{{" not in template:
         return template.replace("{question}", item.question).replace("{options}", options)
-    from fastgrpo.data.prompts import load_format_template
-
     jinja = load_format_template(template)
     assert jinja is not None
     return jinja.render(content=item.question, question=item.question, options=options)
@@ -73,8 +73,6 @@ class VisionProcessorBuilder:
         self.processor = processor
 
     def __call__(self, messages: list[dict[str, Any]], images: list[Any]) -> PromptInput:
-        from fastgrpo.data.vision import build_messages
-
         system = messages[0]["content"] if messages[0]["role"] == "system" else None
         chat = build_messages(messages[-1]["content"], len(images), system)
         pil = [self.processor.prepare_image(im) for im in images]

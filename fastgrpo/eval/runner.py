@@ -49,6 +49,7 @@ from fastgrpo.eval.store import GENERATIONS, GenerationStore, merge_shards, shar
 from fastgrpo.log import console, get_logger, is_rank0
 from fastgrpo.models.loader import eos_token_ids
 from fastgrpo.rollout.base import RolloutEngine, SamplingParams
+from fastgrpo.rollout.hf import HFRolloutEngine
 
 log = get_logger("eval")
 
@@ -252,8 +253,6 @@ def evaluate(
         think_in_prompt = detect_think_in_prompt(tokenizer, chat_template=getattr(processor, "chat_template", None))
     eos = set(eos_token_ids(model, tokenizer))
     if engine is None:
-        from fastgrpo.rollout.hf import HFRolloutEngine
-
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
         engine = HFRolloutEngine(model, pad_token_id=pad, eos_token_ids=sorted(eos))
     out = Path(out_dir) if out_dir is not None else None

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from fastgrpo.eval.prompts import EvalSetupError
+from fastgrpo.eval.registry import UnknownBenchmarkError, custom_benchmark, get_benchmark
 
 _HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(:[\w.\-]+)?(@[\w.\-]+)?$")
 
 
 def split_assignments(values: list[str] | None, names: list[str], flag: str) -> dict[str, str]:
     """`--data PATH` (one benchmark) or `--data NAME=PATH` (any number) -> {name: value}."""
-    from fastgrpo.eval.registry import UnknownBenchmarkError, get_benchmark
-
     out: dict[str, str] = {}
     for value in values or []:
         key, sep, rest = value.partition("=")
@@ -40,8 +39,6 @@ def split_assignments(values: list[str] | None, names: list[str], flag: str) -> 
 def group_keys(value: str | None, names: list[str]) -> dict[str, str]:
     """`--group-key KEY` applies to the custom benchmark when there is one, else to every benchmark;
     `--group-key NAME=KEY` to one benchmark."""
-    from fastgrpo.eval.registry import get_benchmark
-
     if not value:
         return {}
     out: dict[str, str] = {}
@@ -59,8 +56,6 @@ def build_specs(
     names: list[str], data: dict[str, str], splits: dict[str, str], keys: dict[str, Any]
 ) -> list[Any]:
     import dataclasses
-
-    from fastgrpo.eval.registry import custom_benchmark, get_benchmark
 
     groups = group_keys(keys.pop("group_key", None), names)
     specs = []

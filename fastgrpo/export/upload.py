@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fastgrpo import __version__
 from fastgrpo.export.errors import ExportError, UploadError
 from fastgrpo.log import get_logger
 
@@ -201,8 +202,6 @@ def upload_hf(
 ) -> str:
     """Create the repo if missing (and the branch for a non-main revision), upload the folder; return the commit URL."""
     from huggingface_hub import HfApi
-
-    from fastgrpo import __version__
 
     policy = policy or RetryPolicy()
     api = HfApi(

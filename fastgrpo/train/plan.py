@@ -16,7 +16,12 @@ import torch
 
 from fastgrpo.config import Config
 from fastgrpo.config.loader import ConfigError
-from fastgrpo.models.kernels import is_vision_config
+from fastgrpo.data.chat_template import think_span_in_prompt
+from fastgrpo.data.io import DataSourceError
+from fastgrpo.data.vision import VisionProcessor
+from fastgrpo.models.kernels import flash_attn_imports, is_vision_config
+from fastgrpo.models.loader import ModelLoadError, load_model_config, load_tokenizer
+from fastgrpo.rollout import resolve_engine_name
 
 __all__ = ["TrainPlan", "build_plan", "check_model_length", "engine_settings", "format_plan"]
 
@@ -98,19 +103,12 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
 
     Raises ConfigError (bad combination of keys) or ModelLoadError (unreadable model folder).
     """
-    from fastgrpo.data.chat_template import think_span_in_prompt
-    from fastgrpo.rollout import resolve_engine_name
-    from fastgrpo.train.model import ModelLoadError, load_model_config, load_tokenizer
-
     m = cfg.model
     model_config = load_model_config(m)
     check_model_length(cfg, model_config)
     vision = is_vision_config(model_config)
     notes: list[str] = []
     if vision:
-        from fastgrpo.data.io import DataSourceError
-        from fastgrpo.data.vision import VisionProcessor
-
         try:
             processor = VisionProcessor.from_pretrained(m.tokenizer_path or m.path, cfg.data.min_pixels,
                                                         cfg.data.max_pixels, trust_remote_code=m.trust_remote_code)
@@ -159,8 +157,6 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
         # SPEC section 6: logits over the vocabulary, once in the compute dtype and once in fp32 for the log-softmax
         f"logits, {a.logprob_method} log-probs ({logit_rows} rows, bf16 + fp32)": logit_rows * vocab * (2 + 4) / gib,
     }
-    from fastgrpo.models.kernels import flash_attn_imports
-
     if m.attn_implementation == "auto":
         attn = ("flash_attention_2 (flash_attn imports here)" if flash_attn_imports() and compute != "float32"
                 else "sdpa, or flash_attention_2 where flash_attn imports (pip install flash-attn --no-build-isolation)")
