@@ -104,7 +104,7 @@ def make_run(
     dtype: torch.dtype = torch.float32,
     overrides: list[str] | None = None,
 ) -> Path:
-    """A run directory in the trainer's layout (see fastgrpo/train/checkpoint.py)."""
+    """A run directory in the trainer's layout (see fastgrpo/run_dir.py)."""
     run_dir.mkdir(parents=True)
     cfg = load_config(None, [f"model.path={src}", *RUN_OVERRIDES, *(overrides or [])])
     (run_dir / "config.yaml").write_text(dump_config(cfg))
