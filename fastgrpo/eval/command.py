@@ -131,7 +131,7 @@ def default_out(model: str) -> Path:
 
 
 @dataclass
-class _Plan:
+class EvalPlan:
     """The resolved request: what to evaluate, how to sample and grade, where to write."""
 
     specs: list[Any]
@@ -146,7 +146,7 @@ class _Plan:
     out: Path
 
 
-def _plan(r: EvalRequest, cfg: Config | None) -> _Plan:
+def plan_request(r: EvalRequest, cfg: Config | None) -> EvalPlan:
     """Flags first, then --config's values, then the defaults; every bad value raises with its fix."""
     requested = r.bench or (cfg.eval.benchmarks if cfg else [])
     if not requested:
@@ -176,7 +176,7 @@ def _plan(r: EvalRequest, cfg: Config | None) -> _Plan:
         if getattr(r, key) is not None:
             setattr(params, key, getattr(r, key))
     params.seed = r.seed if r.seed is not None else (cfg.trainer.seed if cfg else 1)
-    return _Plan(
+    return EvalPlan(
         specs=specs, model_path=model_path, scorer=scorer, truncated_thinking=truncated, engine=kind, params=params,
         limit=r.limit if r.limit is not None else (cfg.eval.limit if cfg else None),
         data_dir=str(r.data_dir) if r.data_dir else (cfg.eval.data_dir if cfg else None),
@@ -201,14 +201,14 @@ def run_eval(r: EvalRequest, cfg: Config | None) -> tuple[dict[str, Any], Path, 
     `cfg`: the loaded --config (its eval:, model, rollout and data sections supply the defaults).
     Raises one of `USER_ERRORS` for a problem the user can fix; data problems surface before the weights load.
     """
-    p = _plan(r, cfg)
+    p = plan_request(r, cfg)
     try:
         return _run(p, r, cfg)
     except KeyboardInterrupt:
         raise EvalInterrupted(p.out) from None
 
 
-def _run(p: _Plan, r: EvalRequest, cfg: Config | None) -> tuple[dict[str, Any], Path, DataParallel | None]:
+def _run(p: EvalPlan, r: EvalRequest, cfg: Config | None) -> tuple[dict[str, Any], Path, DataParallel | None]:
     _quiet_library_progress()
     vllm = p.engine == "vllm"
     dp = from_env()  # under torchrun (or --nproc): this process is one data-parallel rank
