@@ -1,14 +1,15 @@
-"""Model loading and rollout-engine choice for evaluation (`--engine auto|hf|vllm`).
+"""Evaluation's model and engine (`--engine auto|hf|vllm`): a path and flags in, the shared pieces out.
 
-Why here: the CLI loads a model from a path, while the trainer hands over its live
-model and engine; both end in the same `RolloutEngine.generate` call.
+Why here: `fastgrpo eval` loads a model from a path (through `fastgrpo.models.loader`, as training
+does), while the trainer hands over its live model and engine; both end in the same
+`RolloutEngine.generate` call, built by the rollout package's factories.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -17,7 +18,7 @@ from fastgrpo.data.io import DataSourceError
 from fastgrpo.data.vision import VisionProcessor
 from fastgrpo.log import get_logger
 from fastgrpo.models import loader
-from fastgrpo.models.loader import ModelLoadError, eos_token_ids
+from fastgrpo.models.loader import ModelLoadError
 from fastgrpo.rollout import make_engine as make_text_engine
 from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import RolloutEngine
@@ -26,10 +27,7 @@ from fastgrpo.utils.optional import MissingDependencyError
 
 log = get_logger("eval.engine")
 
-EngineKind = Literal["auto", "hf", "vllm"]
-
-__all__ = ["EngineUnavailableError", "LoadedModel", "ModelLoadError", "eos_token_ids", "load_model", "make_engine",
-           "resolve_engine_kind"]
+__all__ = ["EngineUnavailableError", "LoadedModel", "ModelLoadError", "load_model", "make_engine", "resolve_engine_kind"]
 
 
 class EngineUnavailableError(RuntimeError):
