@@ -31,7 +31,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     processor: Any | None
-    """A `fastgrpo.data.vision.VisionProcessor` for vision-language models, else None."""
+    """A `fastgrpo.data.processor.VisionProcessor` for vision-language models, else None."""
     path: str
 
 
@@ -62,7 +62,7 @@ def _vision_processor(
     if getattr(config, "vision_config", None) is None and not (local / "preprocessor_config.json").exists():
         return None
     from fastgrpo.data.io import DataSourceError
-    from fastgrpo.data.vision import VisionProcessor
+    from fastgrpo.data.processor import VisionProcessor
 
     try:
         return VisionProcessor.from_pretrained(
@@ -155,12 +155,9 @@ def make_engine(
     from fastgrpo.utils.optional import MissingDependencyError
 
     try:
-        if loaded.processor is not None:
-            from fastgrpo.rollout.vision import make_vision_engine
+        from fastgrpo.rollout import make_engine as make_rollout_engine
 
-            return make_vision_engine(kind, loaded.model, loaded.processor, micro_batch_size, **vllm_kwargs)
-        from fastgrpo.rollout import make_engine as make_text_engine
-
-        return make_text_engine(kind, loaded.model, loaded.tokenizer, micro_batch_size, **vllm_kwargs)
+        return make_rollout_engine(kind, loaded.model, loaded.tokenizer, micro_batch_size,
+                                   processor=loaded.processor, **vllm_kwargs)
     except MissingDependencyError as e:
         raise EngineUnavailableError(str(e)) from None

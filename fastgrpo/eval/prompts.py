@@ -63,7 +63,7 @@ def has_vision(processor: Any) -> bool:
 
 
 class VisionProcessorBuilder:
-    """Vision prompts through the training data path (`fastgrpo.data.vision.VisionProcessor`).
+    """Vision prompts through the training data path (`fastgrpo.data.processor.VisionProcessor`).
 
     Same chat rendering, image resizing (pixel bounds) and image-token expansion as training, so a
     model is asked exactly the way it was trained; works without torchvision.
@@ -73,7 +73,7 @@ class VisionProcessorBuilder:
         self.processor = processor
 
     def __call__(self, messages: list[dict[str, Any]], images: list[Any]) -> PromptInput:
-        from fastgrpo.data.vision import build_messages
+        from fastgrpo.data.processor import build_messages
 
         system = messages[0]["content"] if messages[0]["role"] == "system" else None
         chat = build_messages(messages[-1]["content"], len(images), system)

@@ -64,3 +64,13 @@ class RolloutEngine(Protocol):
         ...
 
     def wake_up(self) -> None: ...
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokenizer's EOS plus the generation config's (chat models often stop on several)."""
+    eos = [tokenizer.eos_token_id]
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+        if e is not None and e not in eos:
+            eos.append(e)
+    return eos

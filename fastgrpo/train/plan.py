@@ -109,7 +109,7 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
     notes: list[str] = []
     if vision:
         from fastgrpo.data.io import DataSourceError
-        from fastgrpo.data.vision import VisionProcessor
+        from fastgrpo.data.processor import VisionProcessor
 
         try:
             processor = VisionProcessor.from_pretrained(m.tokenizer_path or m.path, cfg.data.min_pixels,
