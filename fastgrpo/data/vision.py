@@ -32,9 +32,9 @@ from typing import Any
 from fastgrpo.config import DataConfig
 from fastgrpo.data.complexity import compute_image_complexity, vision_complexity
 from fastgrpo.data.images import image_size, resolve_image_path
-from fastgrpo.data.io import BadRows, DataSourceError, load_table
+from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.processor import VisionProcessor, build_messages, expand_image_tokens
-from fastgrpo.data.prompts import PromptExample, load_format_template, row_problem
+from fastgrpo.data.prompts import PromptExample, load_format_template, load_prompt_table, row_problem
 from fastgrpo.log import get_logger
 
 log = get_logger(__name__)
@@ -96,13 +96,7 @@ def load_vision_prompts(source: str, cfg: DataConfig, processor: VisionProcessor
     averaged with the normalised text token count.
     """
     bad_rows = bad_rows if bad_rows is not None else BadRows(cfg.on_bad_row)
-    table = load_table(source, bad_rows=bad_rows)
-    missing = [k for k in (cfg.prompt_key, cfg.answer_key) if k not in table.column_names]
-    if missing:
-        raise DataSourceError(
-            f"{source}: missing column(s) {missing}; available: {table.column_names}. "
-            f"Set data.prompt_key / data.answer_key to the right names."
-        )
+    table = load_prompt_table(source, cfg, bad_rows)
     if cfg.image_key not in table.column_names:
         log.warning("%s: no %r column (data.image_key); every prompt is text-only", source, cfg.image_key)
     else:

@@ -39,8 +39,15 @@ class Modality:
     tokenizer: Any
     processor: VisionProcessor | None = None
 
-    def __init__(self, cfg: Config, info: DistInfo) -> None:
-        self.cfg, self.info = cfg, info
+    def __init__(self, cfg: Config, info: DistInfo | None) -> None:
+        self.cfg, self._info = cfg, info
+
+    @property
+    def info(self) -> DistInfo:
+        if self._info is None:
+            raise RuntimeError("this modality was loaded without a process group (load_modality(cfg)): "
+                               "it has the tokenizer side only")
+        return self._info
 
     def load_prompts(self, bad_rows: BadRows) -> list[PromptExample]:
         """data.train_files as prompts of this modality (rendered, tokenized, complexity set)."""
@@ -90,7 +97,7 @@ class Modality:
 class TextModality(Modality):
     name = "text"
 
-    def __init__(self, cfg: Config, info: DistInfo) -> None:
+    def __init__(self, cfg: Config, info: DistInfo | None) -> None:
         super().__init__(cfg, info)
         self.tokenizer = load_tokenizer(cfg.model)
 
@@ -135,7 +142,7 @@ class VisionModality(Modality):
 
     name = "vision"
 
-    def __init__(self, cfg: Config, info: DistInfo) -> None:
+    def __init__(self, cfg: Config, info: DistInfo | None) -> None:
         super().__init__(cfg, info)
         self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
                                                          cfg.data.min_pixels, cfg.data.max_pixels,
@@ -212,7 +219,10 @@ class VisionModality(Modality):
         self.processor.image_processor.save_pretrained(folder)
 
 
-def load_modality(cfg: Config, info: DistInfo) -> Modality:
-    """The modality of model.path (a vision tower in its config: vision), its tokenizer/processor loaded."""
+def load_modality(cfg: Config, info: DistInfo | None = None) -> Modality:
+    """The modality of model.path (a vision tower in its config: vision), its tokenizer/processor loaded.
+
+    Without `info` (the dry run) only the tokenizer side works: no prompts, engine or packing.
+    """
     kind = VisionModality if is_vision_model(cfg.model) else TextModality
     return kind(cfg, info)

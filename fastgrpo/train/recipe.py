@@ -11,6 +11,12 @@ One step, for B prompts x G samples (SPEC section 1):
      reference, normalized over the *global* batch, so 1 process and N
      processes compute the same update;
   5. metrics, samples, checkpoints.
+
+The data of a step is typed (`fastgrpo.train.step_batch`): scored `Group`s from the rollout, one
+`StepBatch` from the group math (`StepBatch.build`, one call into `fastgrpo.algo.step`), one `Sample`
+per response in the update. What differs between a text and a vision model (tokenizer/processor,
+prompts, engine, packing, log-probs) is the modality adapter's (`fastgrpo.train.modality`), built once
+in `setup`.
 """
 
 from __future__ import annotations
