@@ -82,7 +82,7 @@ from fastgrpo.train.model import (
 )
 from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
-from fastgrpo.train.step_batch import Group, Sample, StepBatch
+from fastgrpo.train.step_batch import Group, GroupScores, Sample, StepBatch
 
 log = get_logger(__name__)
 
@@ -151,12 +151,10 @@ class FastGRPORecipe:
             self.master_dtype = resolve_master_dtype(cfg.actor.master_dtype, self.compute_dtype)
             self.model = load_policy_model(cfg.model, info.device, for_training=True, param_dtype=self.master_dtype)
             self.ref = self._make_reference()
-        except (ModelLoadError, ValueError) as e:
-            raise TrainingError(str(e)) from None
-        try:
+            # actor.packing `auto` -> the best layout this modality and attention implementation allow
             self.packing = self.modality.resolve_packing(
                 cfg.actor.packing, getattr(self.model.config, "_attn_implementation", None))
-        except ValueError as e:
+        except (ModelLoadError, ValueError) as e:
             raise TrainingError(str(e)) from None
         mixed = self.master_dtype != self.compute_dtype
         if info.distributed or mixed:
@@ -505,7 +503,8 @@ class FastGRPORecipe:
             errors = [None if t else e for e, t in zip(result.error_messages, result.timed_out, strict=True)]
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
-                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
+                      GroupScores(*(list(getattr(result, k)[i * n : (i + 1) * n])
+                                    for k in ("accuracy", "format", "overall"))),
                       errors[i * n : (i + 1) * n],
                       None if out.logprobs is None else out.logprobs[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
@@ -514,7 +513,7 @@ class FastGRPORecipe:
             # Restore the sampler's global order: rank r held positions r, r+W, r+2W, ...
             ordered = [gathered[j % info.world_size][j // info.world_size] for j in range(len(idx))]
             candidates.extend(ordered)
-            filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
+            filler.add(torch.tensor([g.scores.by_name(cfg.algorithm.filter_key) for g in ordered]), ordered)
             round_ += 1
         self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
         failures = [RewardFailure(g.example.uid, g.texts[j], err) for g in candidates

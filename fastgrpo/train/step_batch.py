@@ -21,7 +21,23 @@ from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config.schema import AlgorithmConfig
 from fastgrpo.data.prompts import PromptExample
 
-__all__ = ["Group", "Sample", "StepBatch"]
+__all__ = ["Group", "GroupScores", "Sample", "StepBatch"]
+
+
+@dataclass
+class GroupScores:
+    """The reward scorer's scores of a group's responses, one per response."""
+
+    accuracy: list[float]
+    format: list[float]
+    overall: list[float]
+    """The reward: accuracy and format combined (reward.format_weight)."""
+
+    def by_name(self, name: str) -> list[float]:
+        """`accuracy`, `format` or `overall` by name (algorithm.filter_key)."""
+        if name not in ("accuracy", "format", "overall"):
+            raise ValueError(f"no score named {name!r}; choose accuracy, format or overall")
+        return getattr(self, name)
 
 
 @dataclass
@@ -31,7 +47,7 @@ class Group:
     example: PromptExample
     response_ids: list[list[int]]
     texts: list[str]
-    scores: dict[str, list[float]]  # accuracy / format / overall, per response
+    scores: GroupScores
     errors: list[str | None] | None = None  # the reward function's exception per response (None: scored)
     rollout_logprobs: list[list[float]] | None = None
     """The engine's log-prob of each sampled token (None when the engine gives none)."""
@@ -79,7 +95,7 @@ class StepBatch:
             raise ValueError("every kept group must be one of the candidates")
 
         def scores(key: str) -> torch.Tensor:
-            return torch.tensor([g.scores[key] for g in candidates], dtype=torch.float32)
+            return torch.tensor([g.scores.by_name(key) for g in candidates], dtype=torch.float32)
 
         out = fast_grpo_step(
             overall=scores("overall"), accuracy=scores("accuracy"), format_reward=scores("format"),
@@ -111,7 +127,7 @@ class StepBatch:
                     return out
                 out.append({
                     "uid": g.example.uid, "prompt": g.example.prompt_text, "response": g.texts[j],
-                    "answer": g.example.answer, "accuracy": g.scores["accuracy"][j],
+                    "answer": g.example.answer, "accuracy": g.scores.accuracy[j],
                     "reward": float(self.rewards[gi, j]), "length": g.lengths[j],
                     "hard": bool(self.is_hard[gi]),
                     **({"reward_error": g.errors[j]} if g.errors and g.errors[j] else {}),

@@ -8,7 +8,7 @@ import torch
 from fastgrpo.algo import DifficultyWindow, fast_grpo_step
 from fastgrpo.config import load_config
 from fastgrpo.data.prompts import PromptExample
-from fastgrpo.train.step_batch import Group, Sample, StepBatch
+from fastgrpo.train.step_batch import Group, GroupScores, Sample, StepBatch
 
 
 def _group(uid: int, acc: list[float], lengths: list[int], complexity: float, logprobs: bool = True) -> Group:
@@ -16,7 +16,7 @@ def _group(uid: int, acc: list[float], lengths: list[int], complexity: float, lo
     return Group(
         PromptExample(uid=uid, prompt_ids=[1, 2], prompt_text=f"q{uid}", answer="a", complexity=complexity),
         ids, [f"r{uid}.{j}" for j in range(len(acc))],
-        {"accuracy": acc, "format": [1.0] * len(acc), "overall": [0.9 * a + 0.1 for a in acc]},
+        GroupScores(accuracy=acc, format=[1.0] * len(acc), overall=[0.9 * a + 0.1 for a in acc]),
         errors=[None, "boom"] if uid == 2 else None,
         rollout_logprobs=[[-0.5] * n for n in lengths] if logprobs else None,
     )
@@ -35,7 +35,7 @@ def test_build_is_the_algo_step_on_the_kept_candidates(population: str) -> None:
     window = DifficultyWindow(8)
     batch, metrics = StepBatch.build(kept, cands, cfg, window)
     expected = fast_grpo_step(
-        [[0.9 * a + 0.1 for a in g.scores["accuracy"]] for g in cands], [g.scores["accuracy"] for g in cands],
+        [g.scores.overall for g in cands], [g.scores.accuracy for g in cands],
         [g.lengths for g in cands], [0.5, 1.0, 1.0], kept=[False, True, True], format_reward=[[1.0, 1.0]] * 3,
         difficulty_window=DifficultyWindow(8) if population == "window" else None, easy_percentile=50,
         thinking_reward_weight=cfg.thinking_reward_weight, kl_min_coef=cfg.kl_min_coef, kl_max_coef=cfg.kl_max_coef)
@@ -64,3 +64,10 @@ def test_build_rejects_a_kept_group_that_is_not_a_candidate() -> None:
     cfg = load_config(None, []).algorithm
     with pytest.raises(ValueError, match="one of the candidates"):
         StepBatch.build([_group(9, [1.0, 0.0], [1, 1], 0.5)], cands, cfg)
+
+
+def test_scores_by_name_is_the_filter_key() -> None:
+    scores = GroupScores(accuracy=[1.0], format=[0.5], overall=[0.9])
+    assert [scores.by_name(k) for k in ("accuracy", "format", "overall")] == [[1.0], [0.5], [0.9]]
+    with pytest.raises(ValueError, match="no score named 'speed'"):
+        scores.by_name("speed")
