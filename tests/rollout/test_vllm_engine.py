@@ -448,7 +448,7 @@ def test_vllm_vision_greedy_matches_hf(tmp_path: Path) -> None:  # pragma: no co
     prompt = PromptInput(enc.prompt_ids, images=[image], processor_inputs=enc.processor_inputs, uid=0)
     params = SamplingParams(temperature=0.0, max_new_tokens=8)
     eng = make_engine("vllm", model, None, processor=proc, tensor_parallel_size=1, gpu_memory_utilization=0.2,
-                             enable_sleep_mode=True, max_model_len=512, seed=0, dtype="float32")
+                      enable_sleep_mode=True, max_model_len=512, seed=0, dtype="float32")
     out = eng.generate([prompt], params)
     hf = make_engine("hf", model, None, processor=proc).generate([prompt], params)
     assert out.response_ids == hf.response_ids
