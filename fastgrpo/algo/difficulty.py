@@ -6,7 +6,8 @@ difficulty = (1 - pass_rate) * normalized_complexity
   how hard the question is right now).
 * complexity: a per-question, model-free measure normalised to [0, 1] over
   the training set: prompt token count for text, the mean of grayscale
-  entropy and edge density for images; a vision question averages the two.
+  entropy and edge density for images (measured in `fastgrpo.data.images`,
+  which owns the image code); a vision question averages the two.
 * easy/hard: a question is hard when its difficulty lies above the
   `easy_percentile` (80 by default) of the population (this step's batch,
   or a running window of recent batches).
@@ -23,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from fastgrpo.algo._utils import as_bool_tensor, as_float_tensor, check_group_shape, masked_mean
@@ -35,7 +35,6 @@ __all__ = [
     "difficulty",
     "difficulty_threshold",
     "group_pass_rate",
-    "image_complexity",
     "min_max_normalize",
     "split_easy_hard",
     "text_complexity",
@@ -87,66 +86,6 @@ def text_complexity(num_tokens: torch.Tensor | Sequence[int] | int) -> torch.Ten
     is cheap, model-agnostic and is min-max normalised over the dataset later.
     """
     return as_float_tensor(num_tokens if not isinstance(num_tokens, int) else [num_tokens])
-
-
-def _to_gray_array(image: Any, max_side: int | None) -> np.ndarray:
-    """PIL image or numpy array -> float64 grayscale in [0, 255], shape [H, W]."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        pil = image
-    else:
-        arr = np.asarray(image)
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.ndim == 3 and arr.shape[-1] == 4:
-            arr = arr[..., :3]
-        if arr.ndim not in (2, 3):
-            raise ValueError(f"image array must be [H, W] or [H, W, C], got shape {arr.shape}")
-        if arr.dtype != np.uint8:
-            a = arr.astype(np.float64)
-            if a.size and np.nanmax(a) <= 1.0:
-                a = a * 255.0
-            arr = np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
-        pil = Image.fromarray(arr)
-    if pil.mode != "L":
-        pil = pil.convert("RGB").convert("L")  # ITU-R 601-2 luma, as PIL defines it
-    if max_side is not None and max(pil.size) > max_side:
-        scale = max_side / max(pil.size)
-        pil = pil.resize(
-            (max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.BILINEAR
-        )
-    return np.asarray(pil, dtype=np.float64)
-
-
-def image_complexity(
-    image: Any, edge_threshold: float = 0.1, max_side: int | None = 512
-) -> tuple[float, float]:
-    """Raw image complexity: (grayscale entropy in bits, edge density in [0, 1]).
-
-    Why: a cluttered diagram (many intensity levels, many edges) needs more
-    visual parsing than a plain one. Entropy is the Shannon entropy of the
-    256-bin grayscale histogram (0..8 bits). Edge density is the fraction of
-    interior pixels whose Sobel gradient magnitude, scaled so a full black to
-    white step equals 1, exceeds `edge_threshold`. Images are downscaled to
-    `max_side` first so the measure does not depend much on resolution.
-    Normalise both over the dataset with `ComplexityStats`.
-    """
-    g = _to_gray_array(image, max_side)
-    if g.size == 0:
-        return 0.0, 0.0
-    hist = np.bincount(g.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
-    p = hist[hist > 0] / g.size
-    entropy = float(-(p * np.log2(p)).sum()) if p.size > 1 else 0.0
-    if g.shape[0] < 3 or g.shape[1] < 3:
-        return entropy, 0.0
-    x = g / 255.0
-    # Sobel, written with slices: rows r-1, r, r+1 and columns c-1, c, c+1.
-    gx = (x[:-2, 2:] + 2 * x[1:-1, 2:] + x[2:, 2:]) - (x[:-2, :-2] + 2 * x[1:-1, :-2] + x[2:, :-2])
-    gy = (x[2:, :-2] + 2 * x[2:, 1:-1] + x[2:, 2:]) - (x[:-2, :-2] + 2 * x[:-2, 1:-1] + x[:-2, 2:])
-    magnitude = np.hypot(gx, gy) / 4.0
-    edge_density = float((magnitude > edge_threshold).mean())
-    return entropy, edge_density
 
 
 def combine_complexity(

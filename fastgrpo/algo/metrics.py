@@ -9,7 +9,7 @@ import torch
 
 from fastgrpo.algo._utils import as_bool_tensor, as_float_tensor, check_group_shape
 
-__all__ = ["bucket_metrics"]
+__all__ = ["bucket_metrics", "filtered_fraction"]
 
 
 def _per_group(x: torch.Tensor | Sequence | None, b: int, g: int, name: str) -> torch.Tensor | None:
@@ -29,7 +29,6 @@ def bucket_metrics(
     is_hard: torch.Tensor | Sequence[bool],
     kl_coef: torch.Tensor | Sequence | None = None,
     thinking_reward: torch.Tensor | Sequence | None = None,
-    kept: torch.Tensor | Sequence[bool] | None = None,
     difficulty: torch.Tensor | Sequence | None = None,
     reward: torch.Tensor | Sequence | None = None,
     format_reward: torch.Tensor | Sequence | None = None,
@@ -40,8 +39,7 @@ def bucket_metrics(
     Why: FAST's claim is "short on easy, long on hard"; logging each quantity
     per bucket is how a run shows it. Keys look like `easy/accuracy`,
     `hard/response_length`, `all/kl_coef`, `easy/thinking_reward`,
-    `hard/filtered_fraction` (1 - fraction of the bucket's groups that `kept`
-    marks as passing the online filter), plus `<bucket>/num_groups` always and
+    plus `<bucket>/num_groups` always and
     `difficulty/threshold`, `difficulty/hard_fraction`. Per-sample inputs are
     [B, G]; per-group inputs (kl_coef, difficulty) may be [B]. A bucket with
     no groups reports only num_groups = 0 (no NaN values are emitted).
@@ -62,9 +60,6 @@ def bucket_metrics(
         "reward": _per_group(reward, b, g, "reward"),
         "format": _per_group(format_reward, b, g, "format_reward"),
     }
-    kept_t = None if kept is None else as_bool_tensor(kept).reshape(-1)
-    if kept_t is not None and kept_t.numel() != b:
-        raise ValueError(f"kept must have {b} entries, got {kept_t.numel()}")
 
     out: dict[str, float] = {}
     for bucket, sel in (("all", torch.ones(b, dtype=torch.bool)), ("easy", ~hard), ("hard", hard)):
@@ -80,9 +75,25 @@ def bucket_metrics(
                 out[f"{bucket}/{name}"] = v
         if lengths is not None:
             out[f"{bucket}/response_length_max"] = float(lengths[sel].max())
-        if kept_t is not None:
-            out[f"{bucket}/filtered_fraction"] = 1.0 - float(kept_t[sel].double().mean())
     out["difficulty/hard_fraction"] = float(hard.double().mean()) if b else 0.0
     if threshold is not None and math.isfinite(threshold):
         out["difficulty/threshold"] = float(threshold)
+    return out
+
+
+def filtered_fraction(is_hard: torch.Tensor | Sequence[bool], kept: torch.Tensor | Sequence[bool]) -> dict[str, float]:
+    """`easy/filtered_fraction`, `hard/filtered_fraction`: the share of each bucket's candidate groups
+    that the online filter dropped (an empty bucket: no key).
+
+    Why per bucket: Slow2Fast's stages drop unsolved or solved groups on purpose; this shows which
+    difficulty the filter takes away. Both inputs are over every candidate group, [C].
+    """
+    hard = as_bool_tensor(is_hard).reshape(-1)
+    keep = as_bool_tensor(kept).reshape(-1)
+    if keep.numel() != hard.numel():
+        raise ValueError(f"kept must have {hard.numel()} entries, got {keep.numel()}")
+    out: dict[str, float] = {}
+    for bucket, sel in (("easy", ~hard), ("hard", hard)):
+        if int(sel.sum()):
+            out[f"{bucket}/filtered_fraction"] = 1.0 - float(keep[sel].float().mean())
     return out

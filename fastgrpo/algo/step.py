@@ -1,10 +1,10 @@
-"""One FAST-GRPO step's reward-side math, composed from the pure functions.
+"""One FAST-GRPO step's group math, composed from the pure functions: the one call the trainer makes.
 
-scores -> pass rate -> difficulty -> easy/hard -> thinking reward -> final
-reward -> advantages, plus the per-sample KL coefficients and the bucket
-metrics. The trainer calls this once per step after scoring (and after online
-filtering); the policy update then uses `advantages` and `kl_coef` with
-`fastgrpo.algo.loss.total_loss`.
+candidates' scores -> pass rate -> difficulty -> (population: this step's candidates or a running
+window) -> easy/hard split -> thinking reward -> final reward -> advantages, plus the per-sample KL
+coefficients and the bucket metrics. The trainer passes every group it generated this step and which
+of them the online filter kept; everything per sample comes back for the kept groups only, [B, G].
+The policy update then uses `advantages` and `kl_coef` with `fastgrpo.algo.loss.total_loss`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastgrpo.algo._utils import as_float_tensor, check_group_shape
+from fastgrpo.algo._utils import as_bool_tensor, as_float_tensor, check_group_shape
 from fastgrpo.algo.advantages import compute_advantages
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
 from fastgrpo.algo.kl import group_kl_coef
-from fastgrpo.algo.metrics import bucket_metrics
+from fastgrpo.algo.metrics import bucket_metrics, filtered_fraction
 from fastgrpo.algo.thinking import thinking_reward as _thinking_reward
 
 __all__ = ["StepOutputs", "fast_grpo_step"]
@@ -26,7 +26,7 @@ __all__ = ["StepOutputs", "fast_grpo_step"]
 
 @dataclass
 class StepOutputs:
-    """Everything `fast_grpo_step` computes; per-sample tensors are [B, G]."""
+    """Everything `fast_grpo_step` computes; per-sample tensors are [B, G] over the kept groups."""
 
     rewards: torch.Tensor
     """Final scalar reward per sample: overall + thinking reward."""
@@ -46,28 +46,28 @@ def fast_grpo_step(
     response_length: torch.Tensor | Sequence,
     complexity: torch.Tensor | Sequence[float],
     *,
+    kept: torch.Tensor | Sequence[bool] | None = None,
+    format_reward: torch.Tensor | Sequence | None = None,
+    difficulty_window: DifficultyWindow | None = None,
     adv_estimator: str = "grpo",
     thinking_reward: bool = True,
     thinking_reward_weight: float = 0.5,
     easy_percentile: float = 80.0,
-    difficulty_window: DifficultyWindow | None = None,
-    population: torch.Tensor | Sequence[float] | None = None,
     kl_type: str = "group_accuracy_based",
     kl_coef: float = 1e-2,
     kl_min_coef: float = 1e-3,
     kl_max_coef: float = 1e-2,
     kl_direction: str = "accuracy",
-    format_reward: torch.Tensor | Sequence | None = None,
-    kept: torch.Tensor | Sequence[bool] | None = None,
 ) -> StepOutputs:
-    """Compose the FAST-GRPO reward shaping for one step.
+    """The reward side of one step, for the C candidate groups generated this step ([C, G] / [C]).
 
-    Why: keeps the order of operations (difficulty before thinking reward,
-    thinking reward before advantages) in one tested place. Pass a
-    `DifficultyWindow` for `algorithm.difficulty_population: window`
-    (None = this batch), or the difficulties to take the percentile over as
-    `population` (the trainer passes every group generated this step, kept
-    or filtered). Argument names follow the `algorithm.*` config keys.
+    `kept` [C] marks the groups the online filter kept (None: all of them); the outputs cover those.
+    Why the candidates and not only the kept groups: the easy/hard percentile is taken over every
+    group generated this step, kept or filtered (SPEC default, `difficulty_population: batch`), or,
+    given a `DifficultyWindow` (`difficulty_population: window`), over the window after every
+    candidate's difficulty is pushed onto it; and `{easy,hard}/filtered_fraction` is over candidates.
+    Keeping the order of operations (difficulty before thinking reward, thinking reward before
+    advantages) in this one tested place is the point. Argument names follow the `algorithm.*` keys.
     """
     base = as_float_tensor(overall)
     acc = as_float_tensor(accuracy)
@@ -76,12 +76,23 @@ def fast_grpo_step(
     for name, t in (("accuracy", acc), ("response_length", lengths)):
         if t.shape != base.shape:
             raise ValueError(f"{name} shape {tuple(t.shape)} != overall shape {tuple(base.shape)}")
-    p = group_pass_rate(acc)
-    d = difficulty(p, complexity)
+    keep = torch.ones(base.shape[0], dtype=torch.bool) if kept is None else as_bool_tensor(kept).reshape(-1)
+    if keep.numel() != base.shape[0]:
+        raise ValueError(f"kept must have one entry per candidate group ({base.shape[0]}), got {keep.numel()}")
+    if not bool(keep.any()):
+        raise ValueError("fast_grpo_step needs at least one kept group")
+    cand_difficulty = difficulty(group_pass_rate(acc), as_float_tensor(complexity))
     if difficulty_window is not None:
-        is_hard, thr = difficulty_window.split(d, easy_percentile)
+        difficulty_window.push(cand_difficulty)
+        population = difficulty_window.values()
     else:
-        is_hard, thr = split_easy_hard(d, easy_percentile, population=population)
+        population = cand_difficulty
+    cand_hard, thr = split_easy_hard(cand_difficulty, easy_percentile, population=population)
+
+    base, acc, lengths = base[keep], acc[keep], lengths[keep]
+    fmt = None if format_reward is None else as_float_tensor(format_reward)[keep]
+    p = group_pass_rate(acc)
+    d, is_hard = cand_difficulty[keep], cand_hard[keep]
     if thinking_reward:
         think = _thinking_reward(lengths, acc, is_hard, thinking_reward_weight)
     else:
@@ -95,12 +106,13 @@ def fast_grpo_step(
         is_hard,
         kl_coef=coef,
         thinking_reward=think,
-        kept=kept,
         difficulty=d,
         reward=rewards,
-        format_reward=format_reward,
+        format_reward=fmt,
         threshold=thr,
     )
+    metrics.update(filtered_fraction(cand_hard, keep))
+    metrics["all/advantage_abs"] = float(adv.abs().mean())
     return StepOutputs(
         rewards=rewards,
         advantages=adv,

@@ -68,13 +68,8 @@ def row_problem(row: dict[str, Any], cfg: DataConfig) -> str | None:
     return None
 
 
-def load_prompts(source: str, cfg: DataConfig, tokenizer: Any, bad_rows: BadRows | None = None) -> list[PromptExample]:
-    """Read and tokenize every row; overlong prompts are dropped (and counted) when configured.
-
-    A row without a prompt or an answer (or a broken JSON line) is handled per data.on_bad_row;
-    pass `bad_rows` to read the count of skipped rows afterwards.
-    """
-    bad_rows = bad_rows if bad_rows is not None else BadRows(cfg.on_bad_row)
+def load_prompt_table(source: str, cfg: DataConfig, bad_rows: BadRows) -> Any:
+    """The training table with its prompt and answer columns checked (shared by the text and vision loaders)."""
     table = load_table(source, bad_rows=bad_rows)
     missing = [k for k in (cfg.prompt_key, cfg.answer_key) if k not in table.column_names]
     if missing:
@@ -82,6 +77,17 @@ def load_prompts(source: str, cfg: DataConfig, tokenizer: Any, bad_rows: BadRows
             f"{source}: missing column(s) {missing}; available: {table.column_names}. "
             f"Set data.prompt_key / data.answer_key to the right names."
         )
+    return table
+
+
+def load_prompts(source: str, cfg: DataConfig, tokenizer: Any, bad_rows: BadRows | None = None) -> list[PromptExample]:
+    """Read and tokenize every row; overlong prompts are dropped (and counted) when configured.
+
+    A row without a prompt or an answer (or a broken JSON line) is handled per data.on_bad_row;
+    pass `bad_rows` to read the count of skipped rows afterwards.
+    """
+    bad_rows = bad_rows if bad_rows is not None else BadRows(cfg.on_bad_row)
+    table = load_prompt_table(source, cfg, bad_rows)
     template = load_format_template(cfg.format_prompt)
     examples: list[PromptExample] = []
     dropped = 0

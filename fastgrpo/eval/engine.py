@@ -15,14 +15,13 @@ import torch
 
 from fastgrpo.config import ModelConfig
 from fastgrpo.data.io import DataSourceError
-from fastgrpo.data.vision import VisionProcessor
+from fastgrpo.data.processor import VisionProcessor
 from fastgrpo.log import get_logger
 from fastgrpo.models import loader
 from fastgrpo.models.loader import ModelLoadError
-from fastgrpo.rollout import make_engine as make_text_engine
+from fastgrpo.rollout import make_engine as make_rollout_engine
 from fastgrpo.rollout import resolve_engine_name
 from fastgrpo.rollout.base import RolloutEngine
-from fastgrpo.rollout.vision import make_vision_engine
 from fastgrpo.utils.optional import MissingDependencyError
 
 log = get_logger("eval.engine")
@@ -39,7 +38,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     processor: Any | None
-    """A `fastgrpo.data.vision.VisionProcessor` for vision-language models, else None."""
+    """A `fastgrpo.data.processor.VisionProcessor` for vision-language models, else None."""
     path: str
 
 
@@ -114,8 +113,7 @@ def make_engine(
         vllm_kwargs.setdefault("enable_sleep_mode", False)
         vllm_kwargs.setdefault("return_logprobs", False)
     try:
-        if loaded.processor is not None:
-            return make_vision_engine(kind, loaded.model, loaded.processor, micro_batch_size, **vllm_kwargs)
-        return make_text_engine(kind, loaded.model, loaded.tokenizer, micro_batch_size, **vllm_kwargs)
+        return make_rollout_engine(kind, loaded.model, loaded.tokenizer, micro_batch_size,
+                                   processor=loaded.processor, **vllm_kwargs)
     except MissingDependencyError as e:
         raise EngineUnavailableError(str(e)) from None

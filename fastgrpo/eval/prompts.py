@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from fastgrpo.data.processor import build_messages
 from fastgrpo.data.prompts import load_format_template
-from fastgrpo.data.vision import build_messages
 from fastgrpo.eval.choices import format_options
 from fastgrpo.eval.data import EvalItem
 from fastgrpo.eval.registry import BenchmarkSpec
@@ -63,7 +63,7 @@ def has_vision(processor: Any) -> bool:
 
 
 class VisionProcessorBuilder:
-    """Vision prompts through the training data path (`fastgrpo.data.vision.VisionProcessor`).
+    """Vision prompts through the training data path (`fastgrpo.data.processor.VisionProcessor`).
 
     Same chat rendering, image resizing (pixel bounds) and image-token expansion as training, so a
     model is asked exactly the way it was trained; works without torchvision.

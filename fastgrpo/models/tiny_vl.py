@@ -11,7 +11,7 @@ The folder has the files of a real Qwen2-VL checkpoint (config.json,
 model.safetensors, preprocessor_config.json, tokenizer files, chat template and
 processor_config.json naming `Qwen2VLProcessor`): `AutoProcessor.from_pretrained`
 loads it where torchvision is installed (transformers 5 cannot build any Qwen-VL
-processor without it), and `fastgrpo.data.vision.VisionProcessor.from_pretrained`
+processor without it), and `fastgrpo.data.processor.VisionProcessor.from_pretrained`
 loads it everywhere.
 """
 

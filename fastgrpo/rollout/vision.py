@@ -1,4 +1,4 @@
-"""Rollout engines for vision-language models (Qwen2-VL / Qwen2.5-VL): HF generate and vLLM.
+"""The HF rollout engine for vision-language models (Qwen2-VL / Qwen2.5-VL); built by `fastgrpo.rollout.make_engine`.
 
 `VisionHFRolloutEngine` is the HF engine with three things a Qwen-VL model needs:
 - `mm_token_type_ids` (0 text, 1 image, 2 video) aligned with the left-padded
@@ -20,12 +20,10 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from fastgrpo.models.loader import eos_token_ids
-from fastgrpo.rollout import resolve_engine_name
-from fastgrpo.rollout.base import PromptInput, RolloutEngine, RolloutOutput, SamplingParams
+from fastgrpo.rollout.base import PromptInput, RolloutOutput, SamplingParams
 from fastgrpo.rollout.hf import HFRolloutEngine, _LogprobRecorder
 
-__all__ = ["VisionHFRolloutEngine", "make_vision_engine", "mm_token_type_ids"]
+__all__ = ["VisionHFRolloutEngine", "mm_token_type_ids"]
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int, video_token_id: int | None = None) -> torch.Tensor:
@@ -117,31 +115,3 @@ def _fill_empty_processor_inputs(prompts: list[PromptInput]) -> list[PromptInput
         return prompts
     empty = {k: v.new_zeros((0, *v.shape[1:])) for k, v in template.items()}
     return [p if p.processor_inputs else dataclasses.replace(p, processor_inputs=dict(empty)) for p in prompts]
-
-
-def make_vision_engine(name: str, model: Any, processor: Any, micro_batch_size: int = 64,
-                       return_logprobs: bool | None = None, **vllm_kwargs: Any) -> RolloutEngine:
-    """`make_engine` for a vision-language model; `processor` is a `fastgrpo.data.vision.VisionProcessor`.
-
-    vllm_kwargs: as for `VLLMRolloutEngine` (tensor_parallel_size, gpu_memory_utilization, ...);
-    pass mm_processor_kwargs={"min_pixels": ..., "max_pixels": ...} equal to the processor's.
-    """
-    name = resolve_engine_name(name)
-    tok = processor.tokenizer
-    eos = eos_token_ids(model, tok)
-    if name == "hf":
-        return VisionHFRolloutEngine(model, tok.pad_token_id, eos, image_token_id=processor.image_token_id,
-                                     video_token_id=processor.video_token_id,
-                                     suppress_token_ids=processor.vision_token_ids,
-                                     micro_batch_size=micro_batch_size, return_logprobs=bool(return_logprobs))
-    if name == "vllm":
-        from fastgrpo.rollout.vllm import VLLMRolloutEngine
-
-        if return_logprobs is not None:
-            vllm_kwargs["return_logprobs"] = return_logprobs
-        vllm_kwargs.setdefault("image_token_id", processor.image_token_id)
-        vllm_kwargs.setdefault("suppress_token_ids", processor.vision_token_ids)
-        vllm_kwargs.setdefault("mm_processor_kwargs",
-                               {"min_pixels": processor.min_pixels, "max_pixels": processor.max_pixels})
-        return VLLMRolloutEngine(model, tok, eos_token_ids=eos, **vllm_kwargs)
-    raise ValueError(f"unknown rollout engine {name!r}; choose auto, hf or vllm")

@@ -18,10 +18,10 @@ from fastgrpo.config import Config
 from fastgrpo.config.loader import ConfigError
 from fastgrpo.data.chat_template import think_span_in_prompt
 from fastgrpo.data.io import DataSourceError
-from fastgrpo.data.vision import VisionProcessor
 from fastgrpo.models.kernels import flash_attn_imports, is_vision_config
-from fastgrpo.models.loader import ModelLoadError, load_model_config, load_tokenizer
+from fastgrpo.models.loader import ModelLoadError, load_model_config
 from fastgrpo.rollout import resolve_engine_name
+from fastgrpo.train.modality import load_modality
 
 __all__ = ["TrainPlan", "build_plan", "check_model_length", "engine_settings", "format_plan"]
 
@@ -108,16 +108,11 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
     check_model_length(cfg, model_config)
     vision = is_vision_config(model_config)
     notes: list[str] = []
-    if vision:
-        try:
-            processor = VisionProcessor.from_pretrained(m.tokenizer_path or m.path, cfg.data.min_pixels,
-                                                        cfg.data.max_pixels, trust_remote_code=m.trust_remote_code)
-        except DataSourceError as e:
-            raise ModelLoadError(str(e)) from None
-        tokenizer, template = processor.tokenizer, processor.chat_template
-    else:
-        tokenizer, template = load_tokenizer(m), None
-    span = think_span_in_prompt(tokenizer, chat_template=template)
+    try:
+        modality = load_modality(cfg)  # the tokenizer and chat template training renders prompts with
+    except DataSourceError as e:
+        raise ModelLoadError(str(e)) from None
+    span = think_span_in_prompt(modality.tokenizer, chat_template=modality.chat_template)
     if span == "closed" and cfg.reward.template.startswith("think"):
         notes.append("the chat template closes <think> itself: responses hold no thinking span, so the "
                      f"reward.template={cfg.reward.template} format reward is 0 for all of them")

@@ -11,13 +11,18 @@ One step, for B prompts x G samples (SPEC section 1):
      reference, normalized over the *global* batch, so 1 process and N
      processes compute the same update;
   5. metrics, samples, checkpoints.
+
+The data of a step is typed (`fastgrpo.train.step_batch`): scored `Group`s from the rollout, one
+`StepBatch` from the group math (`StepBatch.build`, one call into `fastgrpo.algo.step`), one `Sample`
+per response in the update. What differs between a text and a vision model (tokenizer/processor,
+prompts, engine, packing, log-probs) is the modality adapter's (`fastgrpo.train.modality`), built once
+in `setup`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +37,21 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
+from fastgrpo.algo.difficulty import DifficultyWindow
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
-from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
 from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import BadRows, DataSourceError
-from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
-from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
+from fastgrpo.data.prompts import PromptSampler
 from fastgrpo.log import console, get_logger
 from fastgrpo.reward import RewardScorer
 from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
-from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
+from fastgrpo.rollout import SamplingParams, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
-from fastgrpo.rollout.vision import make_vision_engine
 from fastgrpo.run_dir import RunDir
-from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, pack_varlen, response_token_stats
+from fastgrpo.train.batch import Packed
 from fastgrpo.train.checkpoint import (
     CheckpointError,
     CheckpointSaveError,
@@ -70,19 +72,18 @@ from fastgrpo.train.dist import (
 )
 from fastgrpo.train.loggers import RunLogger, truncate_jsonl
 from fastgrpo.train.logprobs import HeadOptions, TokenStats
+from fastgrpo.train.modality import load_modality
 from fastgrpo.train.model import (
     ModelLoadError,
-    is_vision_model,
     load_model_config,
     load_policy_model,
-    load_tokenizer,
     resolve_dtype,
     resolve_master_dtype,
     shard_fsdp2,
 )
 from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
-from fastgrpo.train.vision_batch import pack_vision, vision_response_token_stats
+from fastgrpo.train.step_batch import Group, GroupScores, Sample, StepBatch
 
 log = get_logger(__name__)
 
@@ -106,23 +107,6 @@ class TrainingStopped(TrainingError):
     """A signal stopped the run after its checkpoint was saved; rerunning the command resumes it."""
 
     exit_code = EXIT_STOPPED
-
-
-@dataclass
-class Group:
-    """One prompt and its G scored responses."""
-
-    example: PromptExample
-    response_ids: list[list[int]]
-    texts: list[str]
-    scores: dict[str, list[float]]  # accuracy / format / overall, per response
-    errors: list[str | None] | None = None  # the reward function's exception per response (None: scored)
-    rollout_logprobs: list[list[float]] | None = None
-    """The engine's log-prob of each sampled token (None when the engine gives none)."""
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(r) for r in self.response_ids]
 
 
 def train(cfg: Config) -> Path:
@@ -150,37 +134,13 @@ class FastGRPORecipe:
         self.bad_rows = BadRows(cfg.data.on_bad_row)
         try:
             check_model_length(cfg, load_model_config(cfg.model))
-            self.vision = is_vision_model(cfg.model)
+            # Text or vision: the tokenizer (and processor), the prompts, the engine, packing, log-probs.
+            self.modality = load_modality(cfg, info)
             self.val_benchmarks = self._val_benchmarks()
-            if self.vision:
-                self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
-                                                                 cfg.data.min_pixels, cfg.data.max_pixels,
-                                                                 trust_remote_code=cfg.model.trust_remote_code)
-                self.tokenizer = self.processor.tokenizer
-                # Local rank 0 of each node computes (and caches) the image complexity first; the others
-                # read its cache (per node: the cache folder need not be shared between nodes).
-                if info.local_rank != 0:
-                    barrier(info)
-                self.examples = load_vision_prompts(cfg.data.train_files, cfg.data, self.processor,
-                                                    bad_rows=self.bad_rows)
-                if info.local_rank == 0:
-                    barrier(info)
-                text_only = sum(1 for e in self.examples if not e.images)
-                if text_only and info.world_size > 1:
-                    # Measured on 2 gloo ranks: a backward with images reduce-scatters the vision tower's unit
-                    # in another order than one without, so the collectives mismatch (abort or hang).
-                    raise TrainingError(
-                        f"{text_only} of {len(self.examples)} prompts in data.train_files have no image; with "
-                        f"{info.world_size} processes, ranks with and without images take mismatched FSDP "
-                        "collectives. Drop the text-only rows (or give each one an image), or train on one process."
-                    )
-            else:
-                self.processor = None
-                self.tokenizer = load_tokenizer(cfg.model)
-                self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer, bad_rows=self.bad_rows)
+            self.examples = self.modality.load_prompts(self.bad_rows)
             # Rendered once: an R1-Distill template opens <think> itself, and the graders must know it.
-            self.think_in_prompt = detect_think_in_prompt(
-                self.tokenizer, chat_template=self.processor.chat_template if self.processor is not None else None)
+            self.think_in_prompt = detect_think_in_prompt(self.modality.tokenizer,
+                                                          chat_template=self.modality.chat_template)
         except (ModelLoadError, DataSourceError, ConfigError) as e:
             raise TrainingError(str(e)) from None
         seed_everything(cfg.trainer.seed)
@@ -192,9 +152,11 @@ class FastGRPORecipe:
             self.master_dtype = resolve_master_dtype(cfg.actor.master_dtype, self.compute_dtype)
             self.model = load_policy_model(cfg.model, info.device, for_training=True, param_dtype=self.master_dtype)
             self.ref = self._make_reference()
+            # actor.packing `auto` -> the best layout this modality and attention implementation allow
+            self.packing = self.modality.resolve_packing(
+                cfg.actor.packing, getattr(self.model.config, "_attn_implementation", None))
         except (ModelLoadError, ValueError) as e:
             raise TrainingError(str(e)) from None
-        self.packing = self._resolve_packing()
         mixed = self.master_dtype != self.compute_dtype
         if info.distributed or mixed:
             ensure_process_group(info)  # one process in mixed precision: a one-rank FSDP2 group, same numerics
@@ -212,13 +174,7 @@ class FastGRPORecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.sampler = PromptSampler(len(self.examples), seed=cfg.data.seed, shuffle=cfg.data.shuffle)
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
-        if self.vision:
-            self.engine = make_vision_engine(cfg.rollout.engine, self.model, self.processor,
-                                             cfg.rollout.micro_batch_size, return_logprobs=True,
-                                             **self._vllm_kwargs())
-        else:
-            self.engine = make_engine(cfg.rollout.engine, self.model, self.tokenizer, cfg.rollout.micro_batch_size,
-                                      return_logprobs=True, **self._vllm_kwargs())
+        self.engine = self.modality.make_engine(self.model, **self._vllm_kwargs())
         self.engine_name = resolve_engine_name(cfg.rollout.engine)
         self._policy_version = 0  # optimizer updates applied to self.model in this process
         self._engine_version: int | None = None  # the policy version the engine's weights are from
@@ -257,38 +213,19 @@ class FastGRPORecipe:
             raise TrainingError("eval.benchmarks: `custom` needs a data file; "
                                 "for validation during training set data.val_files instead")
         benchmarks: list[Any] = [get_benchmark(n) for n in names]
-        images = [b.name for b in benchmarks if b.modality == "vision"]
-        if images and not self.vision:
-            raise TrainingError(f"eval.benchmarks: {', '.join(images)} need images, but {cfg.model.path} is a text "
-                                f"model; choose text benchmarks (`text`: {', '.join(resolve_names('text'))})")
+        try:
+            self.modality.check_benchmarks(benchmarks)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
         d = cfg.data
         if d.val_files:
-            # Asked with training's format and system prompts; a vision model also gets the images, and
-            # without a format prompt the bare question, whose own `<image>` markers place them.
+            # Asked with training's format and system prompts (a vision model also gets the images).
             val = custom_benchmark(d.val_files, name="val", prompt_key=d.prompt_key, answer_key=d.answer_key,
-                                   image_key=d.image_key if self.vision else None, images_optional=True,
-                                   prompt=d.format_prompt or ("{question}" if self.vision else None),
-                                   system_prompt=d.system_prompt)
+                                   images_optional=True, system_prompt=d.system_prompt,
+                                   **self.modality.val_benchmark_kwargs())
             load_items(val, cfg.eval.data_dir, cfg.eval.limit)  # reads it like train_files; errors surface now
             benchmarks.append(val)
         return benchmarks
-
-    def _resolve_packing(self) -> str:
-        """actor.packing `auto` -> shared_prompt with sdpa, padding-free varlen with flash-attn, else padded."""
-        requested = self.cfg.actor.packing
-        attn = getattr(self.model.config, "_attn_implementation", None)
-        supported = not self.vision and attn == "sdpa"
-        if requested in ("shared_prompt", "varlen") and self.vision:
-            raise TrainingError(f"actor.packing={requested} needs a text model, not a vision one (3-D rope "
-                                "positions); set actor.packing=padded (or auto)")
-        if requested == "shared_prompt" and not supported:
-            raise TrainingError(f"actor.packing=shared_prompt needs sdpa attention, not attn_implementation {attn!r}; "
-                                "set actor.packing=padded, varlen or auto")
-        if requested != "auto":
-            return requested
-        if self.vision:
-            return "padded"
-        return {"sdpa": "shared_prompt", "flash_attention_2": "varlen"}.get(str(attn), "padded")
 
     def _make_reference(self) -> torch.nn.Module | None:
         a = self.cfg.algorithm
@@ -348,9 +285,7 @@ class FastGRPORecipe:
         model.config.save_pretrained(folder)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        if self.processor is not None:
-            self.processor.image_processor.save_pretrained(folder)
+        self.modality.save_pretrained(folder)
 
     def _resume(self) -> int:
         """Restore from a checkpoint per trainer.resume; returns the step to continue after."""
@@ -507,10 +442,10 @@ class FastGRPORecipe:
 
         cfg = self.cfg
         return evaluate(
-            self.model, self.tokenizer, self.val_benchmarks, self._eval_params(),
+            self.model, self.modality.tokenizer, self.val_benchmarks, self._eval_params(),
             out_dir=RunDir(self.run_dir).val_dir(step), engine=self.engine, scorer=cfg.eval.scorer,
             limit=cfg.eval.limit, data_dir=cfg.eval.data_dir, batch_size=cfg.eval.batch_size,
-            template=cfg.reward.template, processor=self.processor, progress=False,
+            template=cfg.reward.template, processor=self.modality.processor, progress=False,
             engine_name=self.engine_name, reward_scorer=pool, num_workers=cfg.reward.num_workers,
             timeout_s=cfg.reward.timeout_s, truncated_thinking=cfg.eval.truncated_thinking,
             think_in_prompt=self.think_in_prompt, split_across_ranks=True,
@@ -526,7 +461,8 @@ class FastGRPORecipe:
                                           self.cfg.algorithm.filter_low, self.cfg.algorithm.filter_high)
         groups, candidates, metrics = self.collect_groups(step, low, high)
         t1 = time.perf_counter()
-        batch, group_metrics = self.compute_advantages(groups, candidates)
+        # The group math, one call into fastgrpo.algo: difficulty, easy/hard, thinking reward, advantages, KL.
+        batch, group_metrics = StepBatch.build(groups, candidates, self.cfg.algorithm, self.window)
         metrics.update(group_metrics)
         metrics.update(self.update_policy(batch, step))
         t2 = time.perf_counter()
@@ -538,7 +474,7 @@ class FastGRPORecipe:
                         "perf/weight_syncs": float(self._weight_syncs - syncs_before)})
         if self.cfg.data.on_bad_row == "skip":
             metrics["data/skipped_rows"] = float(self.bad_rows.skipped)
-        return metrics, self._sample_records(groups, batch)
+        return metrics, batch.records(self.cfg.trainer.log_samples)
 
     # -------------------------------------------------------------- rollouts
     def collect_groups(self, step: int, low: float, high: float) -> tuple[list[Group], list[Group], dict[str, float]]:
@@ -556,9 +492,9 @@ class FastGRPORecipe:
                                     top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
                                     seed=row_seed(cfg.rollout.seed, step, round_))
             self._sync_engine()  # the first round only: the policy does not change between rounds
-            inputs = [self._prompt_input(e) for e in mine]
+            inputs = [self.modality.prompt_input(e, self.engine_name) for e in mine]
             out = self.engine.generate(inputs, params)
-            texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+            texts = self.modality.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             n = cfg.rollout.n
             # A `think_in_prompt` data column, if any, wins over the template's (it was the only way before).
             extras = [{"think_in_prompt": self.think_in_prompt, **e.extras} for e in mine]
@@ -568,7 +504,8 @@ class FastGRPORecipe:
             errors = [None if t else e for e, t in zip(result.error_messages, result.timed_out, strict=True)]
             local = [
                 Group(e, out.response_ids[i * n : (i + 1) * n], texts[i * n : (i + 1) * n],
-                      {k: list(getattr(result, k)[i * n : (i + 1) * n]) for k in ("accuracy", "format", "overall")},
+                      GroupScores(*(list(getattr(result, k)[i * n : (i + 1) * n])
+                                    for k in ("accuracy", "format", "overall"))),
                       errors[i * n : (i + 1) * n],
                       None if out.logprobs is None else out.logprobs[i * n : (i + 1) * n])
                 for i, e in enumerate(mine)
@@ -577,7 +514,7 @@ class FastGRPORecipe:
             # Restore the sampler's global order: rank r held positions r, r+W, r+2W, ...
             ordered = [gathered[j % info.world_size][j // info.world_size] for j in range(len(idx))]
             candidates.extend(ordered)
-            filler.add(torch.tensor([g.scores[cfg.algorithm.filter_key] for g in ordered]), ordered)
+            filler.add(torch.tensor([g.scores.by_name(cfg.algorithm.filter_key) for g in ordered]), ordered)
             round_ += 1
         self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
         failures = [RewardFailure(g.example.uid, g.texts[j], err) for g in candidates
@@ -600,52 +537,14 @@ class FastGRPORecipe:
             )
         return result.items, candidates, metrics
 
-    # ------------------------------------------------------ group-level math
-    def compute_advantages(self, groups: list[Group], candidates: list[Group]) -> tuple[dict[str, Any], dict[str, float]]:
-        """Difficulty, easy/hard split, thinking reward, advantages and KL coefficients for the kept groups."""
-        a = self.cfg.algorithm
-        # The percentile's population: every group generated this step (kept or filtered), or a running window.
-        cand_acc = torch.tensor([g.scores["accuracy"] for g in candidates], dtype=torch.float32)
-        cand_diff = difficulty(group_pass_rate(cand_acc), torch.tensor([g.example.complexity for g in candidates]))
-        if a.difficulty_population == "window":
-            self.window.push(cand_diff)
-            population = self.window.values()
-        else:
-            population = cand_diff
-        out = fast_grpo_step(
-            overall=torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32),
-            accuracy=torch.tensor([g.scores["accuracy"] for g in groups], dtype=torch.float32),
-            response_length=torch.tensor([g.lengths for g in groups], dtype=torch.float32),
-            complexity=torch.tensor([g.example.complexity for g in groups], dtype=torch.float32),
-            format_reward=torch.tensor([g.scores["format"] for g in groups], dtype=torch.float32),
-            population=population, adv_estimator=a.adv_estimator, thinking_reward=a.thinking_reward,
-            thinking_reward_weight=a.thinking_reward_weight, easy_percentile=a.easy_percentile,
-            kl_type=a.kl_type, kl_coef=a.kl_coef, kl_min_coef=a.kl_min_coef, kl_max_coef=a.kl_max_coef,
-            kl_direction=a.kl_coef_direction,
-        )
-        metrics = out.metrics
-        cand_hard, _ = split_easy_hard(cand_diff, a.easy_percentile, population=population)
-        kept_ids = {id(g) for g in groups}
-        kept = torch.tensor([id(g) in kept_ids for g in candidates])
-        for bucket, sel in (("easy", ~cand_hard), ("hard", cand_hard)):
-            if int(sel.sum()):
-                metrics[f"{bucket}/filtered_fraction"] = 1.0 - float(kept[sel].float().mean())
-        adv, beta, reward, is_hard = out.advantages, out.kl_coef, out.rewards, out.is_hard
-        metrics["all/advantage_abs"] = float(adv.abs().mean())
-        batch = {"groups": groups, "advantages": adv, "kl_coef": beta, "reward": reward, "is_hard": is_hard}
-        return batch, metrics
-
     # --------------------------------------------------------- policy update
-    def update_policy(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+    def update_policy(self, batch: StepBatch, step: int) -> dict[str, float]:
+        with self.modality.update_scope():  # per-update caches (a vision model's image patches)
+            return self._update_policy(batch.samples(), step)
+
+    def _update_policy(self, samples: list[Sample], step: int) -> dict[str, float]:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
-        samples = [
-            # (example, response ids, advantage, KL coefficient, is hard, the engine's sampling log-probs)
-            (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]), bool(batch["is_hard"][gi]),
-             None if g.rollout_logprobs is None else g.rollout_logprobs[j])
-            for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
-        ]
-        self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
         gbs, mbs = cfg.actor.global_batch_size, cfg.actor.micro_batch_size
         chunks = [samples[i : i + gbs] for i in range(0, len(samples), gbs)]
         n_updates = len(chunks) * cfg.actor.ppo_epochs
@@ -669,7 +568,7 @@ class FastGRPORecipe:
         self.model.train()
         for epoch in range(cfg.actor.ppo_epochs):
             for chunk, plan in zip(chunks, plans, strict=True):
-                mask_all = [len(s[1]) for s in chunk]
+                mask_all = [len(s.response_ids) for s in chunk]
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
@@ -683,8 +582,8 @@ class FastGRPORecipe:
                     if real and epoch == 0 and stats.entropy is not None:
                         self._add_entropy(ent_sums, stats.entropy, packed.response_mask, mb)
                     old = old_lp[id(mb)] if old_lp else logp.detach()
-                    adv = torch.tensor([s[2] for s in mb], device=info.device)
-                    beta = torch.tensor([s[3] for s in mb], device=info.device)
+                    adv = torch.tensor([s.advantage for s in mb], device=info.device)
+                    beta = torch.tensor([s.kl_coef for s in mb], device=info.device)
                     rollout_lp = self._rollout_logprobs(mb, packed)
                     is_w = None
                     if rollout_lp is not None:
@@ -700,7 +599,7 @@ class FastGRPORecipe:
                         clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
                         loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w,
                     )
-                    local_den = agg_denominator([len(s[1]) for s in mb], a.loss_agg_mode) if real else 0.0
+                    local_den = agg_denominator([len(s.response_ids) for s in mb], a.loss_agg_mode) if real else 0.0
                     scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
                     (loss * scale).backward()
                     for k in WEIGHTED_LOSS_METRICS:
@@ -736,11 +635,10 @@ class FastGRPORecipe:
             out["rollout/logprob_abs_diff"] = float(mismatch[0] / mismatch[2])
             out["rollout/is_capped_fraction"] = float(mismatch[1] / mismatch[2])
             out["rollout/logprob_max_abs_diff"] = float(mismatch_max[0])
-        self._patch_cache = {}
         self.optimizer.zero_grad(set_to_none=True)  # validation and the next rollout need the memory
         return out
 
-    def _micro_plan(self, chunk: list[tuple], mbs: int) -> list[tuple[list[tuple], bool]]:
+    def _micro_plan(self, chunk: list[Sample], mbs: int) -> list[tuple[list[Sample], bool]]:
         info = self.info
         mine = chunk[info.rank :: info.world_size]
         per_rank_max = math.ceil(len(chunk) / info.world_size)
@@ -751,57 +649,28 @@ class FastGRPORecipe:
             plan.append((mb, True) if mb else ([chunk[0]], False))  # zero-weight filler keeps ranks in step
         return plan
 
-    def _rollout_logprobs(self, mb: list[tuple], packed: Packed) -> torch.Tensor | None:
+    def _rollout_logprobs(self, mb: list[Sample], packed: Packed) -> torch.Tensor | None:
         """The engine's log-probs of the micro-batch's tokens, laid out like `packed.response_ids` (or None)."""
-        if any(s[5] is None or len(s[5]) != len(s[1]) for s in mb):
+        if any(s.rollout_logprobs is None or len(s.rollout_logprobs) != len(s.response_ids) for s in mb):
             return None
         out = torch.zeros(packed.response_mask.shape, dtype=torch.float32)
         for i, s in enumerate(mb):
-            out[i, : len(s[5])] = torch.tensor(s[5], dtype=torch.float32)
+            out[i, : len(s.rollout_logprobs)] = torch.tensor(s.rollout_logprobs, dtype=torch.float32)
         return out.to(packed.response_mask.device)
 
     @torch.no_grad()
-    def _logprobs(self, model: torch.nn.Module, mb: list[tuple]) -> torch.Tensor:
+    def _logprobs(self, model: torch.nn.Module, mb: list[Sample]) -> torch.Tensor:
         return self._response_logprobs(model, self._pack(mb))
 
-    def _prompt_input(self, e: PromptExample) -> PromptInput:
-        if not self.vision:
-            return PromptInput(e.prompt_ids, uid=e.uid)
-        return self.processor.prompt_input(e, with_processor_inputs=self.engine_name == "hf")
-
-    def _pack(self, mb: list[tuple]) -> Packed:
-        prompts, responses = [s[0].prompt_ids for s in mb], [s[1] for s in mb]
-        pad = self.tokenizer.pad_token_id
-        if self.packing == "shared_prompt":
-            return pack_shared_prompt(prompts, responses, pad, self.info.device, self.cfg.actor.pack_length)
-        if self.packing == "varlen":
-            return pack_varlen(prompts, responses, pad, self.info.device)
-        if not self.vision:
-            return pack(prompts, responses, pad, self.info.device)
-        p = self.processor
-        inputs = [self._processor_inputs(s[0]) for s in mb]
-        return pack_vision(prompts, responses, inputs, pad, self.info.device, p.image_token_id, p.video_token_id,
-                           p.vision_token_ids, p.merge_size)
-
-    def _processor_inputs(self, e: PromptExample) -> dict[str, torch.Tensor] | None:
-        """Patches of a vision prompt, re-encoded on the rank that trains on it (cached for the step)."""
-        if not e.images:
-            return None
-        cached = self._patch_cache.get(e.uid)
-        if cached is None:
-            cached = self.processor.prompt_input(e, with_processor_inputs=True).processor_inputs
-            self._patch_cache[e.uid] = cached
-        return cached
+    def _pack(self, mb: list[Sample]) -> Packed:
+        return self.modality.pack(mb, self.packing)
 
     def _response_logprobs(self, model: torch.nn.Module, packed: Packed) -> torch.Tensor:
         return self._token_stats(model, packed).logp
 
     def _token_stats(self, model: torch.nn.Module, packed: Packed, entropy: bool = False) -> TokenStats:
         """Log-probs (and entropy, from the same chunked pass) of the response tokens, per actor.logprob_*."""
-        opts = HeadOptions(self.head.method, self.head.chunk_size, entropy)
-        if self.vision:
-            return vision_response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
-        return response_token_stats(model, packed, self.cfg.rollout.temperature, opts)
+        return self.modality.token_stats(model, packed, HeadOptions(self.head.method, self.head.chunk_size, entropy))
 
     def _entropy_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Mean token entropy over all ranks' response tokens: all/easy/hard `entropy` (absent for an empty bucket)."""
@@ -811,26 +680,11 @@ class FastGRPORecipe:
                 for i, b in enumerate(("all", "easy", "hard")) if t[2 * i + 1] > 0}
 
     @staticmethod
-    def _add_entropy(sums: dict[str, float], entropy: torch.Tensor, mask: torch.Tensor, mb: list[tuple]) -> None:
+    def _add_entropy(sums: dict[str, float], entropy: torch.Tensor, mask: torch.Tensor, mb: list[Sample]) -> None:
         """Token-summed entropy and token counts of a micro-batch, overall and per easy/hard bucket."""
         per_sample = (entropy.detach().float() * mask).sum(-1).tolist()
         counts = mask.sum(-1).tolist()
-        for (_, _, _, _, hard, _), e, n in zip(mb, per_sample, counts, strict=True):
-            for bucket in ("all", "hard" if hard else "easy"):
+        for s, e, n in zip(mb, per_sample, counts, strict=True):
+            for bucket in ("all", "hard" if s.is_hard else "easy"):
                 sums[f"{bucket}/sum"] = sums.get(f"{bucket}/sum", 0.0) + e
                 sums[f"{bucket}/n"] = sums.get(f"{bucket}/n", 0.0) + n
-
-    def _sample_records(self, groups: list[Group], batch: dict[str, Any]) -> list[dict[str, Any]]:
-        out = []
-        for gi, g in enumerate(groups):
-            for j in range(len(g.texts)):
-                if len(out) >= self.cfg.trainer.log_samples:
-                    return out
-                out.append({
-                    "uid": g.example.uid, "prompt": g.example.prompt_text, "response": g.texts[j],
-                    "answer": g.example.answer, "accuracy": g.scores["accuracy"][j],
-                    "reward": float(batch["reward"][gi, j]), "length": g.lengths[j],
-                    "hard": bool(batch["is_hard"][gi]),
-                    **({"reward_error": g.errors[j]} if g.errors and g.errors[j] else {}),
-                })
-        return out

@@ -52,3 +52,33 @@ def test_fast_grpo_step_without_thinking_reward_and_with_window():
 def test_fast_grpo_step_shape_check():
     with pytest.raises(ValueError):
         fast_grpo_step([[1.0, 0.0]], [[1.0]], [[1.0, 2.0]], [0.5])
+
+
+def test_fast_grpo_step_kept_groups_split_against_every_candidate():
+    """Filtered candidates set the percentile and the filtered fractions; outputs cover the kept groups."""
+    overall, acc, lengths, complexity = _batch()
+    kept = torch.tensor([False, True, True])  # group 0 (difficulty 0) was filtered out
+    out = fast_grpo_step(overall, acc, lengths, complexity, kept=kept, easy_percentile=50, format_reward=acc)
+    # Population = all three candidates (0, .5, 1): median .5, so of the kept groups only the last is hard.
+    # Over the kept groups alone (.5, 1) the median would be .75 with the same split, so check the threshold.
+    assert out.threshold == pytest.approx(0.5)
+    assert out.difficulty.tolist() == [0.5, 1.0]
+    assert out.is_hard.tolist() == [False, True]
+    assert out.advantages.shape == (2, 2) and out.kl_coef.shape == (2, 2)
+    alone = fast_grpo_step(overall[1:], acc[1:], lengths[1:], complexity[1:], easy_percentile=50)
+    assert alone.threshold == pytest.approx(0.75)
+    assert out.metrics["easy/filtered_fraction"] == pytest.approx(0.5)  # candidates 0 (dropped) and 1 (kept)
+    assert out.metrics["hard/filtered_fraction"] == 0.0
+    assert out.metrics["all/num_groups"] == 2.0 and out.metrics["easy/format"] == pytest.approx(0.5)
+    assert out.metrics["all/advantage_abs"] == pytest.approx(float(out.advantages.abs().mean()))
+
+
+def test_fast_grpo_step_pushes_every_candidate_onto_the_window():
+    overall, acc, lengths, complexity = _batch()
+    window = DifficultyWindow(10)
+    fast_grpo_step(overall, acc, lengths, complexity, kept=[True, False, False], difficulty_window=window)
+    assert window.values().tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="at least one kept group"):
+        fast_grpo_step(overall, acc, lengths, complexity, kept=[False, False, False])
+    with pytest.raises(ValueError, match="one entry per candidate"):
+        fast_grpo_step(overall, acc, lengths, complexity, kept=[True])

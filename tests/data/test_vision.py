@@ -4,7 +4,6 @@ generation with processor inputs, log-probs that match the sampler's, and a grad
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 from pathlib import Path
@@ -17,23 +16,15 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText
 
 from fastgrpo.config import DataConfig
-from fastgrpo.data import vision
+from fastgrpo.data import complexity
+from fastgrpo.data.complexity import compute_image_complexity, vision_complexity
+from fastgrpo.data.images import load_image, resize_image, smart_resize, stable_size
 from fastgrpo.data.io import DataSourceError
-from fastgrpo.data.vision import (
-    VisionProcessor,
-    build_messages,
-    compute_image_complexity,
-    expand_image_tokens,
-    load_image,
-    load_vision_prompts,
-    resize_image,
-    smart_resize,
-    stable_size,
-    vision_complexity,
-)
+from fastgrpo.data.processor import VisionProcessor, build_messages, expand_image_tokens
+from fastgrpo.data.vision import load_vision_prompts
 from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
-from fastgrpo.rollout import PromptInput, SamplingParams
-from fastgrpo.rollout.vision import VisionHFRolloutEngine, make_vision_engine, mm_token_type_ids
+from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
+from fastgrpo.rollout.vision import VisionHFRolloutEngine, mm_token_type_ids
 from fastgrpo.train.vision_batch import pack_vision, vision_response_logprobs
 
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
@@ -203,13 +194,12 @@ def test_complexity_is_cached_by_dataset_fingerprint(tmp_path: Path, monkeypatch
     def boom(*a: object, **k: object) -> tuple[float, float]:
         raise AssertionError("recomputed instead of reading the cache")
 
-    difficulty = importlib.import_module("fastgrpo.algo.difficulty")
-    monkeypatch.setattr(difficulty, "image_complexity", boom)
+    monkeypatch.setattr(complexity, "image_complexity", boom)
     second = compute_image_complexity(rows)
     assert second.from_cache and second.values == first.values and second.fingerprint == first.fingerprint
     # another dataset (an image changed on disk) -> another fingerprint -> computed again
     noise_image(30, 41, seed=9).save(tmp_path / "0.png")
-    assert vision.dataset_fingerprint(rows) != first.fingerprint
+    assert complexity.dataset_fingerprint(rows) != first.fingerprint
     with pytest.raises(AssertionError, match="recomputed"):
         compute_image_complexity(rows)
     # an explicit cache_dir wins over the environment
@@ -223,8 +213,7 @@ def test_load_vision_prompts_reads_the_cache_the_second_time(data_file: Path, pr
     cache = tmp_path / "cache"
     first = load_vision_prompts(str(data_file), cfg_for(data_file), proc, cache_dir=cache)
     assert len(list(cache.glob("*.json"))) == 1
-    difficulty = importlib.import_module("fastgrpo.algo.difficulty")
-    monkeypatch.setattr(difficulty, "image_complexity", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(complexity, "image_complexity", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     second = load_vision_prompts(str(data_file), cfg_for(data_file), proc, cache_dir=cache)
     assert [e.complexity for e in second] == [e.complexity for e in first]
 
@@ -256,7 +245,7 @@ def test_hf_engine_logprobs_and_a_gradient_step(data_file: Path, model_dir: Path
     inputs = [proc.prompt_input(e) for e in examples]
     inputs = inputs[-1:] + inputs[:-1]  # text-only first: chunks of 5 rows mix it with image prompts
     assert inputs[0].processor_inputs is None and inputs[1].processor_inputs is not None
-    engine = make_vision_engine("hf", model, proc, micro_batch_size=5)
+    engine = make_engine("hf", model, None, micro_batch_size=5, processor=proc)
     assert isinstance(engine, VisionHFRolloutEngine)
     engine.return_logprobs = True
     out = engine.generate(inputs, SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=5))
@@ -318,7 +307,7 @@ def test_mm_token_type_ids() -> None:
 
 def test_text_only_batch_through_the_vision_engine(model_dir: Path, proc: VisionProcessor) -> None:
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    engine = make_vision_engine("hf", model, proc)
+    engine = make_engine("hf", model, None, processor=proc)
     ids = proc.tokenizer(proc.render(build_messages("hi", 0)), add_special_tokens=False)["input_ids"]
     out = engine.generate([PromptInput(ids, uid=0)], SamplingParams(n=2, max_new_tokens=4, seed=1))
     assert len(out.response_ids) == 2 and all(out.response_ids)

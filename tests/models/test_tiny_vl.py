@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-from fastgrpo.data.vision import VisionProcessor, build_messages, load_image_processor, resize_image
+from fastgrpo.data.images import resize_image
+from fastgrpo.data.processor import VisionProcessor, build_messages, load_image_processor
 from fastgrpo.models.tiny_vl import VISION_TOKENS, build_tiny_qwen2_vl, build_vl_tokenizer
 
 VARIANTS = ["qwen2_vl", "qwen2_5_vl"]

@@ -436,9 +436,8 @@ def test_vllm_vision_greedy_matches_hf(tmp_path: Path) -> None:  # pragma: no co
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from fastgrpo.data.vision import VisionProcessor, build_messages
+    from fastgrpo.data.processor import VisionProcessor, build_messages
     from fastgrpo.models.tiny_vl import build_tiny_qwen2_vl
-    from fastgrpo.rollout.vision import make_vision_engine
 
     path = build_tiny_qwen2_vl(tmp_path / "vl", hidden_size=128, num_heads=2, num_kv_heads=1, intermediate_size=256,
                                vision_dim=128, vision_heads=2)
@@ -448,9 +447,9 @@ def test_vllm_vision_greedy_matches_hf(tmp_path: Path) -> None:  # pragma: no co
     enc = proc.encode(proc.render(build_messages("<image>What is it?", 1)), [image])
     prompt = PromptInput(enc.prompt_ids, images=[image], processor_inputs=enc.processor_inputs, uid=0)
     params = SamplingParams(temperature=0.0, max_new_tokens=8)
-    eng = make_vision_engine("vllm", model, proc, tensor_parallel_size=1, gpu_memory_utilization=0.2,
-                             enable_sleep_mode=True, max_model_len=512, seed=0, dtype="float32")
+    eng = make_engine("vllm", model, None, processor=proc, tensor_parallel_size=1, gpu_memory_utilization=0.2,
+                      enable_sleep_mode=True, max_model_len=512, seed=0, dtype="float32")
     out = eng.generate([prompt], params)
-    hf = make_vision_engine("hf", model, proc).generate([prompt], params)
+    hf = make_engine("hf", model, None, processor=proc).generate([prompt], params)
     assert out.response_ids == hf.response_ids
     eng.sleep()

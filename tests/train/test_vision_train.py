@@ -83,7 +83,7 @@ def test_trust_remote_code_and_validation_images_reach_a_vision_model(tmp_path: 
     cfg = toy_config(model, data, tmp_path / "out", **overrides, **{"model.trust_remote_code": True})
     recipe = FastGRPORecipe(cfg, init_distributed("cpu"))
     recipe.setup()
-    assert type(recipe.processor.image_processor).__name__ == CUSTOM_CLASS
+    assert type(recipe.modality.processor.image_processor).__name__ == CUSTOM_CLASS
     val = recipe.val_benchmarks[-1]
     assert [len(it.images) for it in load_items(val, limit=2)] == [1, 1]
     with recipe.scorer:

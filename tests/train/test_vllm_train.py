@@ -150,17 +150,18 @@ def test_validation_generates_with_the_updated_policy(vllm_model: Path, toy_data
         return {json.loads(x)["prompt_id"]: json.loads(x)["response"] for x in path.read_text().splitlines()}
 
     served = answers(tmp_path / "run" / "eval" / "step_000001" / "generations.jsonl")
+    tok = rec.modality.tokenizer
     greedy = {}
     for name, model in (("updated", rec.model), ("before", before)):
-        evaluate(model, rec.tokenizer, rec.val_benchmarks, rec._eval_params(), out_dir=tmp_path / name,
+        evaluate(model, tok, rec.val_benchmarks, rec._eval_params(), out_dir=tmp_path / name,
                  limit=8, progress=False, plot=False, num_workers=0)
         greedy[name] = answers(tmp_path / name / "generations.jsonl")
     assert served == greedy["updated"]
     assert served != greedy["before"], "the update did not change any greedy answer: the check cannot tell"
 
-    prompts = [PromptInput(rec.tokenizer("1+2=")["input_ids"], uid=0)]
+    prompts = [PromptInput(tok("1+2=")["input_ids"], uid=0)]
     out = rec.engine.generate(prompts, SamplingParams(n=4, max_new_tokens=8, seed=0))
-    packed = pack([prompts[0].prompt_ids] * 4, out.response_ids, rec.tokenizer.pad_token_id, torch.device("cpu"))
+    packed = pack([prompts[0].prompt_ids] * 4, out.response_ids, tok.pad_token_id, torch.device("cpu"))
     with torch.no_grad():
         actor = response_logprobs(rec.model, packed)
     for i, lps in enumerate(out.logprobs or []):
