@@ -19,7 +19,7 @@ import torch
 
 from fastgrpo.algo._utils import as_float_tensor
 
-__all__ = ["is_truncated", "loss_keep_mask", "overlong_penalty", "truncation_metrics"]
+__all__ = ["Truncation", "is_truncated", "loss_keep_mask", "overlong_penalty", "truncation_metrics", "truncation_step"]
 
 
 def is_truncated(response_ids: Sequence[Sequence[int]], max_response_length: int,
@@ -79,3 +79,34 @@ def truncation_metrics(truncated: torch.Tensor, is_hard: torch.Tensor, penalty: 
         out["reward/overlong_penalty"] = float(penalty.float().mean())
         out["reward/overlong_fraction"] = float((penalty < 0).float().mean())
     return out
+
+
+class Truncation:
+    """One step's truncation facts for [B, G] responses, from `truncation_step`."""
+
+    def __init__(self, truncated: torch.Tensor, penalty: torch.Tensor, keep: torch.Tensor, penalized: bool) -> None:
+        self.truncated = truncated
+        """[B, G] bool: hit max_response_length without EOS."""
+        self.penalty = penalty
+        """[B, G] float, <= 0: DAPO's overlong penalty, to add to the overall reward (zeros when off)."""
+        self.keep = keep
+        """[B, G] bool: enters the loss (all, unless mask_truncated)."""
+        self._penalized = penalized
+
+    def metrics(self, is_hard: torch.Tensor) -> dict[str, float]:
+        return truncation_metrics(self.truncated, is_hard, self.penalty if self._penalized else None)
+
+
+def truncation_step(response_ids: Sequence[Sequence[Sequence[int]]], max_response_length: int,
+                    eos_token_ids: Iterable[int], overlong_buffer_len: int = 0, overlong_penalty_factor: float = 1.0,
+                    mask_truncated: bool = False) -> Truncation:
+    """Everything the trainer needs about truncated responses for B groups of G responses, in one call.
+
+    Why one call: the recipe adds `penalty` to the overall reward before the advantages, masks the loss with
+    `keep`, and logs `metrics(is_hard)`; keeping the rules here leaves it three lines.
+    """
+    eos = list(eos_token_ids)
+    truncated = torch.stack([is_truncated(g, max_response_length, eos) for g in response_ids])
+    lengths = torch.tensor([[len(r) for r in g] for g in response_ids], dtype=torch.float32)
+    penalty = overlong_penalty(lengths, max_response_length, overlong_buffer_len, overlong_penalty_factor)
+    return Truncation(truncated, penalty, loss_keep_mask(truncated, mask_truncated), overlong_buffer_len > 0)

@@ -35,6 +35,7 @@ from rich.progress import (
 from fastgrpo.algo.difficulty import DifficultyWindow, difficulty, group_pass_rate, split_easy_hard
 from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
+from fastgrpo.algo.overlong import truncation_step
 from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
@@ -47,7 +48,7 @@ from fastgrpo.reward import RewardScorer
 from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine, resolve_engine_name
 from fastgrpo.rollout.hf import row_seed
-from fastgrpo.rollout.vision import make_vision_engine
+from fastgrpo.rollout.vision import eos_token_ids, make_vision_engine
 from fastgrpo.train.batch import Packed, pack, pack_shared_prompt, pack_varlen, response_token_stats
 from fastgrpo.train.checkpoint import (
     CheckpointError,
@@ -611,8 +612,11 @@ class FastGRPORecipe:
             population = self.window.values()
         else:
             population = cand_diff
+        trunc = truncation_step([g.response_ids for g in groups], self.cfg.data.max_response_length,
+                                eos_token_ids(self.model, self.tokenizer), self.cfg.reward.overlong_buffer_len,
+                                self.cfg.reward.overlong_penalty_factor, a.mask_truncated)
         out = fast_grpo_step(
-            overall=torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32),
+            overall=torch.tensor([g.scores["overall"] for g in groups], dtype=torch.float32) + trunc.penalty,
             accuracy=torch.tensor([g.scores["accuracy"] for g in groups], dtype=torch.float32),
             response_length=torch.tensor([g.lengths for g in groups], dtype=torch.float32),
             complexity=torch.tensor([g.example.complexity for g in groups], dtype=torch.float32),
@@ -622,7 +626,7 @@ class FastGRPORecipe:
             kl_type=a.kl_type, kl_coef=a.kl_coef, kl_min_coef=a.kl_min_coef, kl_max_coef=a.kl_max_coef,
             kl_direction=a.kl_coef_direction,
         )
-        metrics = out.metrics
+        metrics = {**out.metrics, **trunc.metrics(out.is_hard)}
         cand_hard, _ = split_easy_hard(cand_diff, a.easy_percentile, population=population)
         kept_ids = {id(g) for g in groups}
         kept = torch.tensor([id(g) in kept_ids for g in candidates])
@@ -631,7 +635,8 @@ class FastGRPORecipe:
                 metrics[f"{bucket}/filtered_fraction"] = 1.0 - float(kept[sel].float().mean())
         adv, beta, reward, is_hard = out.advantages, out.kl_coef, out.rewards, out.is_hard
         metrics["all/advantage_abs"] = float(adv.abs().mean())
-        batch = {"groups": groups, "advantages": adv, "kl_coef": beta, "reward": reward, "is_hard": is_hard}
+        batch = {"groups": groups, "advantages": adv, "kl_coef": beta, "reward": reward, "is_hard": is_hard,
+                 "keep": trunc.keep}
         return batch, metrics
 
     # --------------------------------------------------------- policy update
@@ -639,9 +644,9 @@ class FastGRPORecipe:
         cfg, info = self.cfg, self.info
         a = cfg.algorithm
         samples = [
-            # (example, response ids, advantage, KL coefficient, is hard, the engine's sampling log-probs)
+            # (example, response ids, advantage, KL coefficient, is hard, the engine's sampling log-probs, in the loss)
             (g.example, r, float(batch["advantages"][gi, j]), float(batch["kl_coef"][gi, j]), bool(batch["is_hard"][gi]),
-             None if g.rollout_logprobs is None else g.rollout_logprobs[j])
+             None if g.rollout_logprobs is None else g.rollout_logprobs[j], bool(batch["keep"][gi, j]))
             for gi, g in enumerate(batch["groups"]) for j, r in enumerate(g.response_ids)
         ]
         self._patch_cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -668,7 +673,7 @@ class FastGRPORecipe:
         self.model.train()
         for epoch in range(cfg.actor.ppo_epochs):
             for chunk, plan in zip(chunks, plans, strict=True):
-                mask_all = [len(s[1]) for s in chunk]
+                mask_all = [len(s[1]) * s[6] for s in chunk]
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
@@ -693,13 +698,14 @@ class FastGRPORecipe:
                             mismatch_max.clamp_(min=float(mm.max_abs_diff))
                         if a.rollout_is == "tis":
                             is_w = tis_weights(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
+                    loss_mask = packed.response_mask & torch.tensor([s[6] for s in mb], device=info.device)[:, None]
                     loss, m = total_loss(
-                        logp, old, adv, packed.response_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
+                        logp, old, adv, loss_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
                         kl_penalty=a.kl_penalty, use_kl_loss=need_ref, clip_ratio_low=a.clip_ratio_low,
                         clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
-                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w,
+                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w, policy_loss=a.policy_loss,
                     )
-                    local_den = agg_denominator([len(s[1]) for s in mb], a.loss_agg_mode) if real else 0.0
+                    local_den = agg_denominator([len(s[1]) * s[6] for s in mb], a.loss_agg_mode) if real else 0.0
                     scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
                     (loss * scale).backward()
                     for k in WEIGHTED_LOSS_METRICS:
@@ -814,7 +820,7 @@ class FastGRPORecipe:
         """Token-summed entropy and token counts of a micro-batch, overall and per easy/hard bucket."""
         per_sample = (entropy.detach().float() * mask).sum(-1).tolist()
         counts = mask.sum(-1).tolist()
-        for (_, _, _, _, hard, _), e, n in zip(mb, per_sample, counts, strict=True):
+        for (_, _, _, _, hard, *_), e, n in zip(mb, per_sample, counts, strict=True):
             for bucket in ("all", "hard" if hard else "easy"):
                 sums[f"{bucket}/sum"] = sums.get(f"{bucket}/sum", 0.0) + e
                 sums[f"{bucket}/n"] = sums.get(f"{bucket}/n", 0.0) + n
