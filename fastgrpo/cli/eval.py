@@ -200,6 +200,7 @@ def eval_command(
 
         raise typer.Exit(launch(command_line(ctx, drop=("nproc",)), nproc))
 
+    from fastgrpo.data.chat_template import configure_chat_template
     from fastgrpo.data.io import DataSourceError
     from fastgrpo.eval.data import load_items
     from fastgrpo.eval.engine import (
@@ -286,6 +287,7 @@ def eval_command(
         remote = trust_remote_code or (cfg.model.trust_remote_code if cfg else False)
         load = {"dtype": dtype, "trust_remote_code": remote, **pixels}
         head = load_model(model_path, load_weights=False, **load)
+        configure_chat_template(cfg.data if cfg else None, head.tokenizer, head.processor)  # a bad one fails now
         vision = [s.name for s in specs if s.modality == "vision"]
         if vision and not has_vision(head.processor):
             raise EvalSetupError(
@@ -304,6 +306,7 @@ def eval_command(
                 vllm_kwargs["kv_cache_memory_bytes"] = cfg.rollout.kv_cache_memory_mb * 2**20
         # vLLM receives the weights from the loaded model, which can then stay on the CPU
         loaded = load_model(model_path, device="cpu" if kind == "vllm" else None, **load)
+        configure_chat_template(cfg.data if cfg else None, loaded.tokenizer, loaded.processor)
         micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call
         if kind == "vllm":  # vLLM computes in the loaded weights' dtype (its own `auto` serves fp32 in 16-bit)
             vllm_kwargs.setdefault("dtype", str(loaded.model.dtype).replace("torch.", ""))

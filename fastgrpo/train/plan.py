@@ -98,7 +98,7 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
 
     Raises ConfigError (bad combination of keys) or ModelLoadError (unreadable model folder).
     """
-    from fastgrpo.data.chat_template import think_span_in_prompt
+    from fastgrpo.data.chat_template import ChatTemplateError, configure_chat_template, think_span_in_prompt
     from fastgrpo.rollout import resolve_engine_name
     from fastgrpo.train.model import ModelLoadError, load_model_config, load_tokenizer
 
@@ -116,9 +116,14 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
                                                         cfg.data.max_pixels, trust_remote_code=m.trust_remote_code)
         except DataSourceError as e:
             raise ModelLoadError(str(e)) from None
-        tokenizer, template = processor.tokenizer, processor.chat_template
     else:
-        tokenizer, template = load_tokenizer(m), None
+        processor = None
+    tokenizer = processor.tokenizer if processor is not None else load_tokenizer(m)
+    try:
+        configure_chat_template(cfg.data, tokenizer, processor)
+    except ChatTemplateError as e:
+        raise ConfigError(str(e)) from None
+    template = processor.chat_template if processor is not None else None
     span = think_span_in_prompt(tokenizer, chat_template=template)
     if span == "closed" and cfg.reward.template.startswith("think"):
         notes.append("the chat template closes <think> itself: responses hold no thinking span, so the "

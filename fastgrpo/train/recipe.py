@@ -39,7 +39,7 @@ from fastgrpo.algo.overlong import truncation_step
 from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
-from fastgrpo.data.chat_template import detect_think_in_prompt
+from fastgrpo.data.chat_template import configure_chat_template, detect_think_in_prompt
 from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptExample, PromptSampler, load_prompts
 from fastgrpo.data.vision import VisionProcessor, load_vision_prompts
@@ -156,6 +156,7 @@ class FastGRPORecipe:
                 self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
                                                                  cfg.data.min_pixels, cfg.data.max_pixels,
                                                                  trust_remote_code=cfg.model.trust_remote_code)
+                configure_chat_template(cfg.data, self.processor)
                 self.tokenizer = self.processor.tokenizer
                 # Local rank 0 of each node computes (and caches) the image complexity first; the others
                 # read its cache (per node: the cache folder need not be shared between nodes).
@@ -177,6 +178,7 @@ class FastGRPORecipe:
             else:
                 self.processor = None
                 self.tokenizer = load_tokenizer(cfg.model)
+                configure_chat_template(cfg.data, self.tokenizer)
                 self.examples = load_prompts(cfg.data.train_files, cfg.data, self.tokenizer, bad_rows=self.bad_rows)
             # Rendered once: an R1-Distill template opens <think> itself, and the graders must know it.
             self.think_in_prompt = detect_think_in_prompt(
