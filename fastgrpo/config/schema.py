@@ -356,8 +356,8 @@ class TrainerConfig:
     """Also validate before the first step (step 0) of a fresh run; not on resume."""
     logger: list[str] = field(default_factory=lambda: ["console", "jsonl"])
     """Any of console, jsonl, tensorboard, wandb, mlflow (every backend gets the keys of metrics.jsonl). mlflow
-    logs to MLFLOW_TRACKING_URI (default ./mlruns), experiment project_name, run experiment_name; it needs
-    `pip install 'fastgrpo[mlflow]'`."""
+    logs to MLFLOW_TRACKING_URI (unset: MLflow's default, sqlite:///mlflow.db in the working directory for
+    MLflow 3), experiment project_name, run experiment_name; it needs `pip install 'fastgrpo[mlflow]'`."""
     log_samples: int = 4
     """Responses per step written to <run dir>/samples.jsonl with their scores and reward; 0: none."""
     seed: int = 1
