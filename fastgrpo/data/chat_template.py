@@ -145,7 +145,6 @@ def chat_template_kwargs_of(obj: Any) -> dict[str, Any]:
     return {}
 
 
-
 def configure_chat_template(data: Any, *targets: Any) -> None:
     """Apply data.override_chat_template and data.chat_template_kwargs to tokenizers / processors, in place.
 
@@ -186,7 +185,6 @@ def configure_chat_template(data: Any, *targets: Any) -> None:
     except Exception as e:  # jinja2's TemplateError, or the template's own raise_exception
         raise ChatTemplateError(f"{key}: rendering a one-question prompt with it failed: "
                                 f"{type(e).__name__}: {e}") from None
-
 
 def render_chat(obj: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                 chat_template: str | None = None) -> str:
