@@ -13,9 +13,11 @@ import torch
 from fastgrpo.algo._utils import as_bool_tensor, masked_mean
 from fastgrpo.algo.kl import kl_penalty as _kl_penalty
 
-__all__ = ["LOSS_AGG_MODES", "agg_loss", "policy_loss", "policy_loss_tokens", "total_loss"]
+__all__ = ["LOSS_AGG_MODES", "POLICY_LOSSES", "agg_loss", "gspo_loss_tokens", "policy_loss", "policy_loss_tokens",
+           "total_loss"]
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+POLICY_LOSSES = ("ppo", "gspo")
 
 
 def agg_loss(
@@ -106,7 +108,12 @@ def policy_loss_tokens(
         old = torch.where(m, old, torch.zeros_like(old))
         adv = torch.where(m, adv, torch.zeros_like(adv))
     log_ratio = (logp - old).clamp(-20.0, 20.0)
-    ratio = torch.exp(log_ratio)
+    return _clipped_surrogate(torch.exp(log_ratio), -log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_dual)
+
+
+def _clipped_surrogate(ratio: torch.Tensor, neg_log_ratio: torch.Tensor, adv: torch.Tensor, clip_ratio_low: float,
+                       clip_ratio_high: float, clip_ratio_dual: float | None) -> dict[str, torch.Tensor]:
+    """max(-A r, -A clip(r)) per token (and the dual clip), shared by the token (PPO) and sequence (GSPO) ratios."""
     clipped_ratio = ratio.clamp(1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
     loss1 = -adv * ratio
     loss2 = -adv * clipped_ratio
@@ -123,8 +130,52 @@ def policy_loss_tokens(
         "ratio": ratio,
         "clipped_high": clipped_high,
         "clipped_dual": clipped_dual,
-        "neg_log_ratio": -log_ratio,
+        "neg_log_ratio": neg_log_ratio,
     }
+
+
+def gspo_loss_tokens(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_ratio_low: float = 3e-4,
+    clip_ratio_high: float = 4e-4,
+    response_mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-token GSPO loss (GSPO-token, arXiv 2507.18071 eq. 10-11) and its diagnostics, unreduced.
+
+    s_i = exp(mean_t(log pi - log pi_old)) over response i's tokens (length-normalized, so long and short
+    responses have ratios on one scale). Token t carries s_i,t = sg[s_i] * pi_t / sg[pi_t]: its value is s_i
+    and its gradient that of log pi_t scaled by s_i, and is clipped to [1 - low, 1 + high] like a PPO ratio;
+    so the whole response is clipped or not. Averaged per response (loss_agg_mode `seq-mean-token-mean`) with
+    one advantage per response, the gradient equals sequence-level GSPO's (TRL importance_sampling_level
+    `sequence`, verl `gspo`). No dual clip (neither the paper nor TRL/verl has one for GSPO). Same keys as
+    `policy_loss_tokens`; `ratio`, `clipped_high` hold each response's value on all its tokens.
+    """
+    logp = log_prob.float()
+    old = old_log_prob.float()
+    adv = _token_advantages(advantages.float(), logp)
+    m = torch.ones_like(logp, dtype=torch.bool) if response_mask is None else as_bool_tensor(response_mask)
+    logp = torch.where(m, logp, torch.zeros_like(logp))
+    old = torch.where(m, old, torch.zeros_like(old))
+    adv = torch.where(m, adv, torch.zeros_like(adv))
+    token_log_ratio = logp - old
+    n = m.sum(dim=-1).clamp_min(1).to(logp.dtype)
+    seq_log_ratio = (token_log_ratio.sum(dim=-1) / n).clamp(-20.0, 20.0)
+    log_ratio = seq_log_ratio.detach()[:, None] + logp - logp.detach()
+    return _clipped_surrogate(torch.exp(log_ratio), -token_log_ratio.detach(), adv, clip_ratio_low,
+                              clip_ratio_high, None)
+
+
+def _policy_parts(policy_loss: str, log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                  clip_ratio_low: float, clip_ratio_high: float, clip_ratio_dual: float | None,
+                  mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    if policy_loss == "ppo":
+        return policy_loss_tokens(log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high,
+                                  clip_ratio_dual, mask)
+    if policy_loss == "gspo":
+        return gspo_loss_tokens(log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high, mask)
+    raise ValueError(f"policy_loss must be one of {POLICY_LOSSES}, got {policy_loss!r}")
 
 
 def _f(x: torch.Tensor) -> float:
@@ -142,8 +193,9 @@ def policy_loss(
     clip_ratio_dual: float | None = None,
     loss_agg_mode: str = "token-mean",
     norm_constant: float | None = None,
+    policy_loss: str = "ppo",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO-clip policy loss (scalar, differentiable) and metrics.
+    """PPO-clip (or, `policy_loss="gspo"`, GSPO) policy loss (scalar, differentiable) and metrics.
 
     Why: the clipped surrogate keeps each update near the sampling policy;
     asymmetric clip (low 0.2, high 0.28, DAPO "clip-higher") leaves room to
@@ -153,9 +205,8 @@ def policy_loss(
     ratio_mean, ratio_max.
     """
     mask = as_bool_tensor(response_mask)
-    parts = policy_loss_tokens(
-        log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high, clip_ratio_dual, mask
-    )
+    parts = _policy_parts(policy_loss, log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high,
+                          clip_ratio_dual, mask)
     loss = agg_loss(parts["loss"], mask, loss_agg_mode, norm_constant)
     metrics = _pg_metrics(parts, mask)
     metrics["pg_loss"] = _f(loss)
@@ -190,10 +241,17 @@ def total_loss(
     loss_agg_mode: str = "token-mean",
     norm_constant: float | None = None,
     is_weights: torch.Tensor | None = None,
+    policy_loss: str = "ppo",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Policy loss plus per-token KL loss weighted per sample by its KL coefficient.
 
     loss = agg( w_t * pg_token + beta_i * kl_token )
+
+    `policy_loss`: `ppo` (token ratios, `policy_loss_tokens`) or `gspo` (one clipped ratio per response,
+    `gspo_loss_tokens`). Either way pg_token is a per-token tensor, so the KL term, the rollout weights and
+    the aggregation below are the same for both: KL per token to the reference, not through the sequence
+    ratio (as TRL's GSPO); w_t per token (as verl's GSPO); `response_mask` also drops whole responses (a
+    row of zeros, e.g. `algorithm.mask_truncated`) from both terms.
 
     `is_weights` [N, T] (w_t, default 1): rollout importance weights (`fastgrpo.algo.rollout_is.tis_weights`),
     correcting for the engine sampling from a slightly different policy; they scale only the
@@ -207,9 +265,8 @@ def total_loss(
     (aggregated unweighted KL), kl_coef_mean, weighted_kl_loss and total_loss.
     """
     mask = as_bool_tensor(response_mask)
-    parts = policy_loss_tokens(
-        log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high, clip_ratio_dual, mask
-    )
+    parts = _policy_parts(policy_loss, log_prob, old_log_prob, advantages, clip_ratio_low, clip_ratio_high,
+                          clip_ratio_dual, mask)
     pg_tok = parts["loss"]
     if is_weights is not None:
         if is_weights.shape != pg_tok.shape:

@@ -33,6 +33,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is list:
         return f"list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
     if tp is type(None):
         return "null"
     if dataclasses.is_dataclass(tp):
@@ -69,6 +71,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
         (item_tp,) = get_args(tp)
         return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:  # free-form (data.chat_template_kwargs): string keys, values as YAML gives them
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path}: expected a mapping with text keys, got {type(value).__name__} {value!r}")
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         if value is None:  # `trainer:` with every key commented out: all defaults
             value = {}
@@ -283,7 +291,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"rollout.kv_cache_memory_mb must be >= 0 (0: vLLM's default), got {cfg.rollout.kv_cache_memory_mb}")
     if not cfg.algorithm.rollout_is_cap > 0:
         raise ConfigError(f"algorithm.rollout_is_cap must be > 0, got {cfg.algorithm.rollout_is_cap}")
-    loggers = {"console", "jsonl", "tensorboard", "wandb"}
+    if cfg.reward.overlong_buffer_len and not 0 < cfg.reward.overlong_buffer_len <= cfg.data.max_response_length:
+        raise ConfigError(f"reward.overlong_buffer_len must be 0 (off) or in [1, data.max_response_length="
+                          f"{cfg.data.max_response_length}], got {cfg.reward.overlong_buffer_len}")
+    if cfg.reward.overlong_penalty_factor < 0:
+        raise ConfigError(f"reward.overlong_penalty_factor must be >= 0, got {cfg.reward.overlong_penalty_factor}")
+    loggers = {"console", "jsonl", "tensorboard", "wandb", "mlflow"}
     for i, name in enumerate(cfg.trainer.logger):
         if name not in loggers:
             raise ConfigError(f"trainer.logger[{i}]: unknown logger {name!r}; choose from {', '.join(sorted(loggers))}")

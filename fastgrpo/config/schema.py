@@ -7,7 +7,7 @@ a config file only states what differs. Validation lives in `loader.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass
@@ -69,6 +69,15 @@ class DataConfig:
     """A row that cannot be used (a JSON-lines line that is not a JSON object, a null or empty prompt, a null
     answer): `error` stops before training, naming the file, the line or row and the problem; `skip` drops such
     rows, prints their count with the first reasons, and logs it as data/skipped_rows in every step's metrics."""
+    override_chat_template: str | None = None
+    """Chat template (Jinja) that replaces the tokenizer's (or vision processor's) own: a path to a .jinja file or
+    the template text. Used for every prompt: training, validation and `fastgrpo eval --config`; checked at start-up
+    (a template that does not compile or render stops with an error naming this key). The run's hf_base, hence
+    `fastgrpo export`'s folder, carries it. null: the model's own template."""
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra variables passed to the chat template wherever a prompt is rendered (training, validation,
+    `fastgrpo eval --config`), e.g. `{enable_thinking: false}` for Qwen3. Names the template does not use are
+    ignored by Jinja. On the command line: `data.chat_template_kwargs='{enable_thinking: false}'`."""
 
 
 @dataclass
@@ -178,6 +187,20 @@ class AlgorithmConfig:
     `none`: no correction. The mismatch (rollout/logprob_abs_diff, rollout/is_capped_fraction) is logged either way."""
     rollout_is_cap: float = 2.0
     """Truncation C of the `tis` weight min(pi_old / pi_rollout, C); > 0 (verl's default 2.0)."""
+    # Policy loss variant and truncated responses (issue 18).
+    policy_loss: Literal["ppo", "gspo"] = "ppo"
+    """`ppo`: the token-level PPO clip above (each token's ratio pi / pi_old clipped on its own). `gspo` (Group
+    Sequence Policy Optimization, arXiv 2507.18071; TRL's importance_sampling_level `sequence`): one ratio per
+    response, s_i = exp(mean over its tokens of log pi - log pi_old), clipped at [1 - clip_ratio_low,
+    1 + clip_ratio_high] per sequence, in the paper's token-level form (every token carries s_i; the gradient
+    flows through each token's log-prob). The paper's clip values are 3e-4 / 4e-4 (set them; the PPO defaults
+    barely clip a sequence ratio) and its averaging is loss_agg_mode `seq-mean-token-mean`; clip_ratio_dual is
+    not applied. The KL term and rollout_is weights act per token as with `ppo` (docs/algorithm.md)."""
+    mask_truncated: bool = False
+    """Drop responses that hit data.max_response_length without an EOS token from the loss (policy and KL
+    terms; TRL's mask_truncated_completions, DAPO's overlong filtering): their ending was never seen, so their
+    reward is noise. They still count in their group's accuracy, pass rate, difficulty and advantages. The
+    truncated fraction is logged either way (all/easy/hard `truncated_fraction`)."""
 
 
 @dataclass
@@ -295,14 +318,20 @@ class RewardConfig:
     """A response whose reward function raises scores 0 (the first few errors are logged with the response, all
     are counted in reward/errors); the run stops only when more than this fraction of one step's responses fail,
     in [0, 1] (1: never stop)."""
+    overlong_buffer_len: int = 0
+    """DAPO's soft overlong punishment: a response longer than data.max_response_length - overlong_buffer_len
+    tokens gets a penalty added to its overall reward, growing linearly from 0 to -overlong_penalty_factor at
+    data.max_response_length (as verl's DAPO reward manager). 0: off; else in [1, data.max_response_length]."""
+    overlong_penalty_factor: float = 1.0
+    """Penalty at data.max_response_length (the most a response loses), >= 0; used when overlong_buffer_len > 0."""
 
 
 @dataclass
 class TrainerConfig:
     project_name: str = "fastgrpo"
-    """W&B project (used only with the wandb logger)."""
+    """W&B project, MLflow experiment (used only with the wandb / mlflow loggers)."""
     experiment_name: str = "run"
-    """Name of the run: its directory under output_dir, and the W&B run name."""
+    """Name of the run: its directory under output_dir, and the W&B / MLflow run name."""
     output_dir: str = "runs"
     """Run directory is <output_dir>/<experiment_name>."""
     total_epochs: int = 1
@@ -326,7 +355,9 @@ class TrainerConfig:
     val_before_train: bool = False
     """Also validate before the first step (step 0) of a fresh run; not on resume."""
     logger: list[str] = field(default_factory=lambda: ["console", "jsonl"])
-    """Any of console, jsonl, tensorboard, wandb."""
+    """Any of console, jsonl, tensorboard, wandb, mlflow (every backend gets the keys of metrics.jsonl). mlflow
+    logs to MLFLOW_TRACKING_URI (unset: MLflow's default, sqlite:///mlflow.db in the working directory for
+    MLflow 3), experiment project_name, run experiment_name; it needs `pip install 'fastgrpo[mlflow]'`."""
     log_samples: int = 4
     """Responses per step written to <run dir>/samples.jsonl with their scores and reward; 0: none."""
     seed: int = 1

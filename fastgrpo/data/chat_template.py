@@ -15,16 +15,26 @@ the generation prompt shows exactly what the model will be given. Done once at s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
+from fastgrpo.data.io import DataSourceError
+
 __all__ = [
+    "ChatTemplateError",
     "ThinkSpan",
+    "chat_template_kwargs_of",
+    "configure_chat_template",
     "detect_think_in_prompt",
     "generation_prompt_opens_think",
     "generation_prompt_tail",
+    "load_chat_template",
+    "render_chat",
     "think_span_in_prompt",
 ]
 
+_KWARGS_ATTR = "fastgrpo_chat_template_kwargs"
+"""Attribute of a tokenizer / processor holding data.chat_template_kwargs (see `configure_chat_template`)."""
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ThinkSpan = Literal["open", "closed", "none"]
@@ -45,7 +55,7 @@ def generation_prompt_tail(
     if not template:
         return ""
     messages = [{"role": "user", "content": _PROBE}]
-    kwargs = {**(chat_template_kwargs or {}), "chat_template": template}
+    kwargs = {**chat_template_kwargs_of(tokenizer), **(chat_template_kwargs or {}), "chat_template": template}
     with_prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
     without = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False, **kwargs)
     if with_prompt.startswith(without):
@@ -92,3 +102,99 @@ def detect_think_in_prompt(tokenizer: Any, chat_template: str | None = None) -> 
                     "(thinking switched off?): responses have no thinking span, so a think_* reward.template "
                     "scores format 0")
     return span == "open"
+
+
+# ----------------------------------------------------------- data.override_chat_template / chat_template_kwargs
+class ChatTemplateError(DataSourceError):
+    """data.override_chat_template / chat_template_kwargs cannot be used; the message names the key."""
+
+
+def load_chat_template(value: str | None) -> str | None:
+    """The Jinja text of data.override_chat_template: the file it names, or the value itself; syntax-checked.
+
+    Text holding `{{` or `{%` is a template; anything else is a path (a missing file is an error, not a
+    template that prints its own path). A syntax error is reported with its line, naming the key.
+    """
+    if not value:
+        return None
+    key = "data.override_chat_template"
+    text = value
+    if "{{" not in value and "{%" not in value:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ChatTemplateError(f"{key}: {value!r} is neither a Jinja template (no {{{{ or {{%) nor an existing "
+                                    "file; give the template text or the path to a .jinja file")
+        text = path.read_text(encoding="utf-8")
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:  # the environment transformers renders chat templates in
+        ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(text)
+    except jinja2.TemplateSyntaxError as e:
+        where = f" ({value})" if text is not value else ""
+        raise ChatTemplateError(f"{key}{where}: not a valid Jinja template: {e.message} at line {e.lineno}") from None
+    return text
+
+
+def chat_template_kwargs_of(obj: Any) -> dict[str, Any]:
+    """The data.chat_template_kwargs configured on a tokenizer or processor (or its tokenizer); {} if none."""
+    for target in (obj, getattr(obj, "tokenizer", None)):
+        kwargs = getattr(target, _KWARGS_ATTR, None) if target is not None else None
+        if kwargs:
+            return dict(kwargs)
+    return {}
+
+
+def configure_chat_template(data: Any, *targets: Any) -> None:
+    """Apply data.override_chat_template and data.chat_template_kwargs to tokenizers / processors, in place.
+
+    The one place training (`load_prompts`, vision prompts), validation and `fastgrpo eval --config` get their
+    chat template from: each configures the tokenizer (and processor) it loaded, and every prompt is then
+    rendered by `render_chat`, which reads the settings from that object. So the three cannot drift apart, and
+    anything that renders through the object (think-span detection, the run's hf_base) sees the same template.
+    `data`: a DataConfig (None: nothing to do). Checks the result by rendering one prompt, so a template that
+    does not compile or fails on a plain conversation stops here, naming the key, before any weights load.
+    """
+    if data is None:
+        return
+    template = load_chat_template(getattr(data, "override_chat_template", None))
+    kwargs = dict(getattr(data, "chat_template_kwargs", None) or {})
+    if template is None and not kwargs:
+        return
+    for obj in targets:
+        if obj is None:
+            continue
+        for target in (obj, getattr(obj, "tokenizer", None)):
+            if target is None:
+                continue
+            if template is not None:
+                target.chat_template = template
+            setattr(target, _KWARGS_ATTR, kwargs)
+    if not targets or all(t is None for t in targets):
+        return
+    first = next(t for t in targets if t is not None)
+    if not (getattr(first, "chat_template", None) or getattr(getattr(first, "tokenizer", None), "chat_template", None)):
+        from fastgrpo.log import get_logger
+
+        get_logger(__name__).warning("data.chat_template_kwargs is set but the model has no chat template: prompts "
+                                     "are plain text and the settings have no effect")
+        return
+    key = "data.override_chat_template" if template is not None else "data.chat_template_kwargs"
+    try:
+        render_chat(first, [{"role": "user", "content": _PROBE}])
+    except Exception as e:  # jinja2's TemplateError, or the template's own raise_exception
+        raise ChatTemplateError(f"{key}: rendering a one-question prompt with it failed: "
+                                f"{type(e).__name__}: {e}") from None
+
+def render_chat(obj: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+                chat_template: str | None = None) -> str:
+    """`obj.apply_chat_template(messages)` as text, with the configured data.chat_template_kwargs.
+
+    `obj`: a tokenizer or a processor (vision); `chat_template` overrides its own (a VisionProcessor passes
+    its processor-level template to its tokenizer).
+    """
+    if not hasattr(obj, "apply_chat_template"):  # a VisionProcessor: its tokenizer renders its own template
+        chat_template, obj = chat_template or obj.chat_template, obj.tokenizer
+    extra: dict[str, Any] = {"chat_template": chat_template} if chat_template else {}
+    return obj.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                   **chat_template_kwargs_of(obj), **extra)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fastgrpo.data.chat_template import render_chat
 from fastgrpo.data.images import load_image, resize_image, stable_size
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.rollout.base import PromptInput
@@ -182,8 +183,7 @@ class VisionProcessor:
         return ids + ([self.video_token_id] if self.video_token_id is not None else [])
 
     def render(self, messages: list[dict[str, Any]]) -> str:
-        return self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template, tokenize=False,
-                                                  add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages, chat_template=self.chat_template)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after `resize_image` with this processor's bounds."""

@@ -54,7 +54,9 @@ def render_prompt(tokenizer: Any, content: str, template: jinja2.Template | None
         messages.append({"role": "system", "content": system_prompt})
     messages.append({"role": "user", "content": user})
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from fastgrpo.data.chat_template import render_chat
+
+        return render_chat(tokenizer, messages)
     return (system_prompt + "\n" if system_prompt else "") + user
 
 

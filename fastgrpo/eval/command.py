@@ -18,6 +18,7 @@ from rich.table import Table
 
 from fastgrpo.config import Config
 from fastgrpo.config.loader import read_yaml
+from fastgrpo.data.chat_template import configure_chat_template
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.eval.data import load_items
 from fastgrpo.eval.engine import (
@@ -220,6 +221,7 @@ def _run(p: EvalPlan, r: EvalRequest, cfg: Config | None) -> tuple[dict[str, Any
         "max_pixels": r.max_pixels or (cfg.data.max_pixels if cfg else REFERENCE_MAX_PIXELS),
     }
     head = load_model(p.model_path, load_weights=False, **load)
+    configure_chat_template(cfg.data if cfg else None, head.tokenizer, head.processor)  # a bad one fails now
     vision = [s.name for s in p.specs if s.modality == "vision"]
     if vision and not has_vision(head.processor):
         raise EvalSetupError(
@@ -233,6 +235,7 @@ def _run(p: EvalPlan, r: EvalRequest, cfg: Config | None) -> tuple[dict[str, Any
     # so model.dtype=auto is the GPU's bfloat16 (vLLM computes in the loaded weights' dtype).
     loaded = load_model(p.model_path, device="cpu" if vllm else None, compute_device="cuda" if vllm else None,
                         **load)
+    configure_chat_template(cfg.data if cfg else None, loaded.tokenizer, loaded.processor)
     if vllm:
         vllm_kwargs.setdefault("dtype", str(loaded.model.dtype).replace("torch.", ""))
     micro = cfg.rollout.micro_batch_size if cfg else 64  # sequences per HF generate call

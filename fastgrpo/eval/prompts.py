@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from fastgrpo.data.chat_template import render_chat
 from fastgrpo.data.processor import build_messages
 from fastgrpo.data.prompts import load_format_template
 from fastgrpo.eval.choices import format_options
@@ -52,7 +53,7 @@ def chat_messages(spec: BenchmarkSpec, user_text: str) -> list[dict[str, Any]]:
 def text_prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     """Token ids of the chat prompt, generation turn opened; plain text when there is no chat template."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = render_chat(tokenizer, messages)
     else:
         text = "\n\n".join(m["content"] for m in messages) + "\n"
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -131,7 +132,7 @@ class ProcessorPromptBuilder:
                 elif part:
                     content.append({"type": "text", "text": part})
             structured.append({"role": "user", "content": content})
-        text = self.processor.apply_chat_template(structured, add_generation_prompt=True, tokenize=False)
+        text = render_chat(self.processor, structured)
         enc = self.processor(text=[text], images=pil or None, return_tensors="pt", **self.kwargs)
         extra = {k: enc[k] for k in ("pixel_values", "image_grid_thw") if k in enc}
         return PromptInput(

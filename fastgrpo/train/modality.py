@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fastgrpo.config import Config
+from fastgrpo.data.chat_template import configure_chat_template
 from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.processor import VisionProcessor
 from fastgrpo.data.prompts import PromptExample, load_prompts
@@ -100,6 +101,7 @@ class TextModality(Modality):
     def __init__(self, cfg: Config, info: DistInfo | None) -> None:
         super().__init__(cfg, info)
         self.tokenizer = load_tokenizer(cfg.model)
+        configure_chat_template(cfg.data, self.tokenizer)  # data.override_chat_template / chat_template_kwargs
 
     def load_prompts(self, bad_rows: BadRows) -> list[PromptExample]:
         return load_prompts(self.cfg.data.train_files, self.cfg.data, self.tokenizer, bad_rows=bad_rows)
@@ -147,6 +149,7 @@ class VisionModality(Modality):
         self.processor = VisionProcessor.from_pretrained(cfg.model.tokenizer_path or cfg.model.path,
                                                          cfg.data.min_pixels, cfg.data.max_pixels,
                                                          trust_remote_code=cfg.model.trust_remote_code)
+        configure_chat_template(cfg.data, self.processor)
         self.tokenizer = self.processor.tokenizer
         self._patches: dict[int, dict[str, torch.Tensor]] = {}
 

@@ -16,7 +16,7 @@ import torch
 
 from fastgrpo.config import Config
 from fastgrpo.config.loader import ConfigError
-from fastgrpo.data.chat_template import think_span_in_prompt
+from fastgrpo.data.chat_template import ChatTemplateError, think_span_in_prompt
 from fastgrpo.data.io import DataSourceError
 from fastgrpo.models.kernels import flash_attn_imports, is_vision_config
 from fastgrpo.models.loader import ModelLoadError, load_model_config
@@ -110,6 +110,8 @@ def build_plan(cfg: Config, world_size: int = 1) -> TrainPlan:
     notes: list[str] = []
     try:
         modality = load_modality(cfg)  # the tokenizer and chat template training renders prompts with
+    except ChatTemplateError as e:  # data.override_chat_template / chat_template_kwargs
+        raise ConfigError(str(e)) from None
     except DataSourceError as e:
         raise ModelLoadError(str(e)) from None
     span = think_span_in_prompt(modality.tokenizer, chat_template=modality.chat_template)

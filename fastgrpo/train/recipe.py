@@ -46,6 +46,7 @@ from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptSampler
 from fastgrpo.log import console, get_logger
+from fastgrpo.models.loader import eos_token_ids
 from fastgrpo.reward import RewardScorer
 from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
 from fastgrpo.rollout import SamplingParams, resolve_engine_name
@@ -83,7 +84,7 @@ from fastgrpo.train.model import (
 )
 from fastgrpo.train.plan import check_model_length, engine_settings
 from fastgrpo.train.signals import EXIT_STOPPED, StopRequest, signal_name
-from fastgrpo.train.step_batch import Group, GroupScores, Sample, StepBatch
+from fastgrpo.train.step_batch import Group, GroupScores, Sample, StepBatch, TruncationSettings
 
 log = get_logger(__name__)
 
@@ -174,6 +175,9 @@ class FastGRPORecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.sampler = PromptSampler(len(self.examples), seed=cfg.data.seed, shuffle=cfg.data.shuffle)
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
+        self.truncation = TruncationSettings(
+            cfg.data.max_response_length, tuple(eos_token_ids(self.model, self.modality.tokenizer)),
+            cfg.reward.overlong_buffer_len, cfg.reward.overlong_penalty_factor)
         self.engine = self.modality.make_engine(self.model, **self._vllm_kwargs())
         self.engine_name = resolve_engine_name(cfg.rollout.engine)
         self._policy_version = 0  # optimizer updates applied to self.model in this process
@@ -462,7 +466,7 @@ class FastGRPORecipe:
         groups, candidates, metrics = self.collect_groups(step, low, high)
         t1 = time.perf_counter()
         # The group math, one call into fastgrpo.algo: difficulty, easy/hard, thinking reward, advantages, KL.
-        batch, group_metrics = StepBatch.build(groups, candidates, self.cfg.algorithm, self.window)
+        batch, group_metrics = StepBatch.build(groups, candidates, self.cfg.algorithm, self.window, self.truncation)
         metrics.update(group_metrics)
         metrics.update(self.update_policy(batch, step))
         t2 = time.perf_counter()
@@ -568,7 +572,7 @@ class FastGRPORecipe:
         self.model.train()
         for epoch in range(cfg.actor.ppo_epochs):
             for chunk, plan in zip(chunks, plans, strict=True):
-                mask_all = [len(s.response_ids) for s in chunk]
+                mask_all = [len(s.response_ids) * s.in_loss for s in chunk]
                 global_den = agg_denominator(mask_all, a.loss_agg_mode)
                 self.optimizer.zero_grad(set_to_none=True)
                 for mb, real in plan:
@@ -593,13 +597,16 @@ class FastGRPORecipe:
                             mismatch_max.clamp_(min=float(mm.max_abs_diff))
                         if a.rollout_is == "tis":
                             is_w = tis_weights(old.detach(), rollout_lp, packed.response_mask, a.rollout_is_cap)
+                    # algorithm.mask_truncated: truncated responses leave the loss (and its denominators)
+                    loss_mask = packed.response_mask & torch.tensor([s.in_loss for s in mb], device=info.device)[:, None]
                     loss, m = total_loss(
-                        logp, old, adv, packed.response_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
+                        logp, old, adv, loss_mask, ref_log_prob=ref_lp.get(id(mb)), kl_coef=beta,
                         kl_penalty=a.kl_penalty, use_kl_loss=need_ref, clip_ratio_low=a.clip_ratio_low,
                         clip_ratio_high=a.clip_ratio_high, clip_ratio_dual=a.clip_ratio_dual,
-                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w,
+                        loss_agg_mode=a.loss_agg_mode, norm_constant=norm_c, is_weights=is_w, policy_loss=a.policy_loss,
                     )
-                    local_den = agg_denominator([len(s.response_ids) for s in mb], a.loss_agg_mode) if real else 0.0
+                    local_den = (agg_denominator([len(s.response_ids) * s.in_loss for s in mb], a.loss_agg_mode)
+                                 if real else 0.0)
                     scale = (local_den / global_den if global_den > 0 else 0.0) * info.world_size
                     (loss * scale).backward()
                     for k in WEIGHTED_LOSS_METRICS:

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from fastgrpo.algo.difficulty import DifficultyWindow
+from fastgrpo.algo.overlong import truncation_step
 from fastgrpo.algo.step import fast_grpo_step
 from fastgrpo.config.schema import AlgorithmConfig
 from fastgrpo.data.prompts import PromptExample
 
-__all__ = ["Group", "GroupScores", "Sample", "StepBatch"]
+__all__ = ["Group", "GroupScores", "Sample", "StepBatch", "TruncationSettings"]
 
 
 @dataclass
@@ -68,6 +69,19 @@ class Sample:
     is_hard: bool
     rollout_logprobs: list[float] | None
     """The engine's sampling log-probs of `response_ids` (None when the engine gives none)."""
+    in_loss: bool = True
+    """False: a truncated response under algorithm.mask_truncated (scored, but out of the loss)."""
+
+
+@dataclass(frozen=True)
+class TruncationSettings:
+    """What `StepBatch.build` needs to find truncated responses (no EOS within data.max_response_length)."""
+
+    max_response_length: int = 2**62
+    """data.max_response_length (the default: no response counts as truncated)."""
+    eos_token_ids: tuple[int, ...] = ()
+    overlong_buffer_len: int = 0
+    overlong_penalty_factor: float = 1.0
 
 
 @dataclass
@@ -79,14 +93,18 @@ class StepBatch:
     kl_coef: torch.Tensor
     rewards: torch.Tensor
     is_hard: torch.Tensor
+    in_loss: torch.Tensor
+    """[B, G] bool: False for the responses algorithm.mask_truncated drops from the loss."""
 
     @classmethod
     def build(cls, groups: list[Group], candidates: list[Group], algorithm: AlgorithmConfig,
-              window: DifficultyWindow | None = None) -> tuple[StepBatch, dict[str, float]]:
+              window: DifficultyWindow | None = None, truncation: TruncationSettings | None = None,
+              ) -> tuple[StepBatch, dict[str, float]]:
         """Difficulty, easy/hard split, thinking reward, advantages and KL coefficients of the kept `groups`.
 
         `candidates` is every group generated this step (the kept ones among them, in the same order);
-        `window` is the running difficulty window for `algorithm.difficulty_population: window`.
+        `window` is the running difficulty window for `algorithm.difficulty_population: window`;
+        `truncation`: what makes a response truncated, and the overlong penalty / loss mask rules.
         """
         a = algorithm
         kept_ids = {id(g) for g in groups}
@@ -97,8 +115,14 @@ class StepBatch:
         def scores(key: str) -> torch.Tensor:
             return torch.tensor([g.scores.by_name(key) for g in candidates], dtype=torch.float32)
 
+        kept_groups = [g for g in candidates if id(g) in kept_ids]  # candidate order, as the algo's rows
+        t = truncation or TruncationSettings()
+        trunc = truncation_step([g.response_ids for g in kept_groups], t.max_response_length, t.eos_token_ids,
+                                t.overlong_buffer_len, t.overlong_penalty_factor, a.mask_truncated)
+        overall = scores("overall")
+        overall[kept] += trunc.penalty  # DAPO's soft overlong penalty joins the reward of the kept groups
         out = fast_grpo_step(
-            overall=scores("overall"), accuracy=scores("accuracy"), format_reward=scores("format"),
+            overall=overall, accuracy=scores("accuracy"), format_reward=scores("format"),
             response_length=torch.tensor([g.lengths for g in candidates], dtype=torch.float32),
             complexity=torch.tensor([g.example.complexity for g in candidates], dtype=torch.float32),
             kept=kept, difficulty_window=window if a.difficulty_population == "window" else None,
@@ -107,14 +131,14 @@ class StepBatch:
             kl_type=a.kl_type, kl_coef=a.kl_coef, kl_min_coef=a.kl_min_coef, kl_max_coef=a.kl_max_coef,
             kl_direction=a.kl_coef_direction,
         )
-        kept_groups = [g for g in candidates if id(g) in kept_ids]  # candidate order, as the algo's rows
-        return cls(kept_groups, out.advantages, out.kl_coef, out.rewards, out.is_hard), out.metrics
+        batch = cls(kept_groups, out.advantages, out.kl_coef, out.rewards, out.is_hard, trunc.keep)
+        return batch, {**out.metrics, **trunc.metrics(out.is_hard)}
 
     def samples(self) -> list[Sample]:
         """One `Sample` per response, group by group (the samples of one prompt are contiguous)."""
         return [
             Sample(g.example, r, float(self.advantages[gi, j]), float(self.kl_coef[gi, j]), bool(self.is_hard[gi]),
-                   None if g.rollout_logprobs is None else g.rollout_logprobs[j])
+                   None if g.rollout_logprobs is None else g.rollout_logprobs[j], bool(self.in_loss[gi, j]))
             for gi, g in enumerate(self.groups) for j, r in enumerate(g.response_ids)
         ]
 

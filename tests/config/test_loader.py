@@ -373,7 +373,13 @@ def test_binary_file(tmp_path: Path) -> None:
         (["rollout.n=0"], "rollout.n must be >= 1"),
         (["rollout.top_p=0"], "rollout.top_p must be in (0, 1]"),
         (["rollout.temperature=-1"], "rollout.temperature must be >= 0"),
-        (["trainer.logger=[console, mlflow]"], "trainer.logger[1]: unknown logger 'mlflow'"),
+        (["trainer.logger=[console, neptune]"], "trainer.logger[1]: unknown logger 'neptune'"),
+        (["reward.overlong_buffer_len=4096", "data.max_response_length=2048"],
+         "reward.overlong_buffer_len must be 0 (off) or in [1, data.max_response_length=2048], got 4096"),
+        (["reward.overlong_buffer_len=-1"], "reward.overlong_buffer_len must be 0 (off)"),
+        (["reward.overlong_penalty_factor=-0.5"], "reward.overlong_penalty_factor must be >= 0"),
+        (["algorithm.policy_loss=gpso"], "algorithm.policy_loss: 'gpso' is not allowed; choose one of 'ppo', "
+         "'gspo' (did you mean 'gspo'?)"),
         (["trainer.max_steps=0"], "trainer.max_steps must be >= 1"),
     ],
 )
