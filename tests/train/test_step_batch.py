@@ -42,7 +42,8 @@ def test_build_is_the_algo_step_on_the_kept_candidates(population: str) -> None:
     assert batch.groups == kept
     assert torch.equal(batch.advantages, expected.advantages) and torch.equal(batch.kl_coef, expected.kl_coef)
     assert torch.equal(batch.rewards, expected.rewards) and batch.is_hard.tolist() == [False, True]
-    assert metrics == expected.metrics and metrics["easy/filtered_fraction"] == 0.5
+    assert {k: metrics[k] for k in expected.metrics} == expected.metrics and metrics["easy/filtered_fraction"] == 0.5
+    assert metrics["all/truncated_fraction"] == 0.0 and batch.in_loss.all()  # no max length given: none cut
     assert len(window) == (3 if population == "window" else 0)  # every candidate, only when asked for
 
     samples = batch.samples()
