@@ -1,17 +1,22 @@
 """Rollout throughput of the project's vLLM engine beside raw vLLM, and weight-sync cost.
 
     make test-vllm   # once: builds .venv-vllm (vLLM's CPU build from ../shared/wheels)
-    .venv-vllm/bin/python benchmarks/vllm_rollout.py [--prompts 16] [--n 8] [--max-new-tokens 128] [--rounds 3]
+    .venv-vllm/bin/python benchmarks/vllm_rollout.py [--prompts 16] [--n 8] [--max-new-tokens 128] [--rounds 3] [--repeats 3]
 
-Same prompts, same sampling (temperature 1, n samples each, max_new_tokens), same weights:
-* raw vLLM: `vllm.LLM(model=<folder>)` and one `LLM.generate` call with `SamplingParams(n=...)`, as a user
-  would write it (the baseline);
+Same prompts, same sampling (temperature 1, n samples each, max_new_tokens), same weights, two baselines:
+* A, raw vLLM: `vllm.LLM(model=<folder>)` and one `LLM.generate` call with `SamplingParams(n=...)`, as a user
+  would write it, no log-probs;
+* B, raw vLLM doing the work training asks of the engine: the same call with `logprobs=0` and
+  `logprobs_mode="processed_logprobs"` (each sampled token's log-prob after temperature, for TIS and the
+  rollout/actor mismatch metric);
 * the engine: `VLLMRolloutEngine` (external_launcher, dummy load) doing what a training step does: a weight
-  sync from the actor, then `generate` (one request per sample, each seeded, log-probs returned);
-  tokens/s counts both, so the ratio prices the engine's whole per-step overhead;
-* HF: `HFRolloutEngine` (the embedded default) on the same prompts.
-Each side runs in its own process (vLLM state does not leak between them); rounds alternate the order and
-medians are printed. Both vLLM sides run eagerly (the engine's CPU default) with the same KV cache size.
+  sync from the actor, then `generate` (one seeded request per sample); with log-probs (compared to B, the
+  like-for-like ratio, and to A, which prices the log-probs too) and without (`return_logprobs=False`,
+  compared to A); tokens/s counts the sync too, so the ratio prices the engine's whole per-step overhead;
+* HF: `HFRolloutEngine` (the embedded default, log-probs on) on the same prompts.
+Each side runs in its own process (vLLM state does not leak between them): a warm-up call on the full batch,
+then --repeats timed calls (median); rounds alternate the order and medians over rounds are printed. All
+vLLM sides run eagerly (the engine's CPU default) with the same KV cache size.
 Then weight-sync seconds per update for the tiny model and a 0.5B-shaped one (vocabulary 151,936, width 896,
 24 layers, random init, bf16), median of --sync-repeats syncs after a warm-up sync.
 On the GPU path the engine's sync differs (bucketed `load_weights`); these CPU figures price the CPU path.
@@ -34,6 +39,7 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 KV_CACHE_BYTES = 256 * 2**20
 TINY = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 256}
+SIDES = ("raw", "raw_lp", "engine", "engine_nolp", "hf")
 QWEN05B = {"hidden_size": 896, "num_layers": 24, "num_heads": 14, "num_kv_heads": 2, "intermediate_size": 4864}
 
 
@@ -72,26 +78,31 @@ def build_05b(path: Path) -> Path:
 
 
 def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict:
+    """One side, in its own process: a warm-up call on the full batch (compiles and allocates what the
+    timed calls use, the same for every side), then `--repeats` timed calls; medians are returned."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(model_path)
     ids = [tok(t)["input_ids"] for t in prompt_texts(args.prompts)]
-    out: dict = {"side": side}
-    if side == "raw":
+    calls: list[dict] = []
+    if side in ("raw", "raw_lp"):
         import vllm
 
+        lp = side == "raw_lp"  # the same log-probs the engine returns: the sampled token's, after temperature
         llm = vllm.LLM(model=model_path, dtype="float32", seed=0, max_model_len=256, enforce_eager=True,
-                       kv_cache_memory_bytes=KV_CACHE_BYTES)
-        sp = vllm.SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_new_tokens, seed=1, detokenize=False)
+                       kv_cache_memory_bytes=KV_CACHE_BYTES, **({"logprobs_mode": "processed_logprobs"} if lp else {}))
+        sp = vllm.SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_new_tokens, seed=1, detokenize=False,
+                                 **({"logprobs": 0} if lp else {}))
         reqs = [{"prompt_token_ids": p} for p in ids]
-        llm.generate(reqs[:2], sp, use_tqdm=False)  # warm-up
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = llm.generate(reqs, sp, use_tqdm=False)
-        out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-        out["tokens"] = sum(len(c.token_ids) for r in res for c in r.outputs)
-        return out
+        llm.generate(reqs, sp, use_tqdm=False)  # warm-up
+        for _ in range(args.repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = llm.generate(reqs, sp, use_tqdm=False)
+            calls.append({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                          "tokens": sum(len(c.token_ids) for r in res for c in r.outputs)})
+        return _medians(side, calls)
     from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -99,25 +110,39 @@ def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict:
     params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=1)
     if side == "hf":
         eng = make_engine("hf", model, tok, micro_batch_size=args.prompts * args.n, return_logprobs=True)
-        eng.generate(prompts[:2], params)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = eng.generate(prompts, params)
-        out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-        out["tokens"] = sum(res.lengths)
-        return out
+        eng.generate(prompts, params)
+        for _ in range(args.repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = eng.generate(prompts, params)
+            calls.append({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                          "tokens": sum(res.lengths)})
+        return _medians(side, calls)
     eng = make_engine("vllm", model, tok, max_model_len=256, seed=0, dtype="float32", model_path=model_path,
-                      kv_cache_memory_bytes=KV_CACHE_BYTES)
-    eng.generate(prompts[:2], params)  # warm-up
-    with torch.no_grad():  # a training update: the sync sends changed weights
-        for p in model.parameters():
-            p.mul_(1.001)
-    t0, c0 = time.perf_counter(), time.process_time()
-    eng.sync_weights(model)
-    t1 = time.perf_counter()
-    res = eng.generate(prompts, params)
-    t2 = time.perf_counter()
-    out.update(seconds=t2 - t0, sync_seconds=t1 - t0, generate_seconds=t2 - t1, tokens=sum(res.lengths),
-               cpu_seconds=time.process_time() - c0)
+                      kv_cache_memory_bytes=KV_CACHE_BYTES, return_logprobs=side == "engine")
+    eng.generate(prompts, params)  # warm-up
+    for _ in range(args.repeats):
+        with torch.no_grad():  # a training update: the sync sends changed weights
+            for p in model.parameters():
+                p.mul_(1.001)
+        t0, c0 = time.perf_counter(), time.process_time()
+        eng.sync_weights(model)
+        t1 = time.perf_counter()
+        res = eng.generate(prompts, params)
+        t2 = time.perf_counter()
+        calls.append({"seconds": t2 - t0, "sync_seconds": t1 - t0, "generate_seconds": t2 - t1,
+                      "tokens": sum(res.lengths), "cpu_seconds": time.process_time() - c0})
+    return _medians(side, calls)
+
+
+def _medians(side: str, calls: list[dict]) -> dict:
+    """Median tokens/s (wall, per CPU second, generate only) over one process's timed calls."""
+    out: dict = {"side": side, "tokens": statistics.median(c["tokens"] for c in calls),
+                 "seconds": statistics.median(c["seconds"] for c in calls),
+                 "tps": statistics.median(c["tokens"] / c["seconds"] for c in calls),
+                 "cpu_tps": statistics.median(c["tokens"] / c["cpu_seconds"] for c in calls),
+                 "cpu_seconds": statistics.median(c["cpu_seconds"] for c in calls)}
+    if "generate_seconds" in calls[0]:
+        out["gen_tps"] = statistics.median(c["tokens"] / c["generate_seconds"] for c in calls)
     return out
 
 
@@ -162,6 +187,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per side and round (median)")
     ap.add_argument("--sync-repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-05b", action="store_true", help="only the tiny model (the 0.5B sync needs ~3 GB)")
@@ -176,20 +202,20 @@ def main() -> None:
         return
 
     common = ["--prompts", str(args.prompts), "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
-              "--threads", str(args.threads), "--sync-repeats", str(args.sync_repeats)]
+              "--threads", str(args.threads), "--sync-repeats", str(args.sync_repeats), "--repeats", str(args.repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         tiny = str(build_tiny(Path(tmp) / "tiny"))
-        runs: dict[str, list[dict]] = {"raw": [], "engine": [], "hf": []}
+        runs: dict[str, list[dict]] = {s: [] for s in SIDES}
         for r in range(args.rounds):
-            order = ["raw", "engine", "hf"] if r % 2 == 0 else ["engine", "raw", "hf"]
+            order = list(SIDES) if r % 2 == 0 else [*reversed(SIDES[:-1]), SIDES[-1]]
             for side in order:
                 res = child([*common, "--side", side, "--model", tiny])
                 runs[side].append(res)
-                print(f"round {r + 1} {side}: {res['tokens']} tokens in {res['seconds']:.2f} s "
-                      f"({res['cpu_seconds']:.2f} CPU s)", flush=True)
-        tps = {s: statistics.median(x["tokens"] / x["seconds"] for x in v) for s, v in runs.items()}
-        cpu = {s: statistics.median(x["tokens"] / x["cpu_seconds"] for x in v) for s, v in runs.items()}
-        gen_only = statistics.median(x["tokens"] / x["generate_seconds"] for x in runs["engine"])
+                print(f"round {r + 1} {side}: {res['tokens']:.0f} tokens, {res['tps']:.0f} tok/s, "
+                      f"{res['cpu_tps']:.0f} tok/CPU-s (medians of {args.repeats} calls)", flush=True)
+        tps = {s: statistics.median(x["tps"] for x in v) for s, v in runs.items()}
+        cpu = {s: statistics.median(x["cpu_tps"] for x in v) for s, v in runs.items()}
+        gen_only = {s: statistics.median(x["gen_tps"] for x in runs[s]) for s in ("engine", "engine_nolp")}
         tiny_sync = child([*common, "--side", "sync", "--model", tiny, "--dtype", "float32"])
         big = None
         if not args.skip_05b:
@@ -198,12 +224,21 @@ def main() -> None:
     print()
     print(f"workload: {args.prompts} prompts x {args.n} samples, max_new_tokens {args.max_new_tokens}, "
           f"temperature 1; tiny Qwen2 {TINY} fp32; {args.threads} threads; medians of {args.rounds} rounds")
-    print("                               wall clock                  per CPU second (less load-sensitive)")
-    for label, side in (("raw vLLM LLM.generate", "raw"), ("engine sync + generate", "engine"),
-                        ("HF engine generate", "hf")):
-        print(f"{label:<30} {tps[side]:7.0f} tok/s  {tps[side] / tps['raw']:.2f}x     "
-              f"{cpu[side]:7.0f} tok/CPU-s  {cpu[side] / cpu['raw']:.2f}x")
-    print(f"engine generate only (wall)    {gen_only:7.0f} tok/s  {gen_only / tps['raw']:.2f}x")
+    print("                                         wall clock                   per CPU second")
+    for label, side, base in (
+        ("raw vLLM, no log-probs (baseline A)", "raw", "raw"),
+        ("raw vLLM, sampled log-probs (baseline B)", "raw_lp", "raw_lp"),
+        ("engine sync + generate, log-probs vs B", "engine", "raw_lp"),
+        ("engine sync + generate, log-probs vs A", "engine", "raw"),
+        ("engine sync + generate, none vs A", "engine_nolp", "raw"),
+        ("HF engine generate (log-probs) vs A", "hf", "raw"),
+    ):
+        print(f"{label:<42} {tps[side]:7.0f} tok/s  {tps[side] / tps[base]:.2f}x   "
+              f"{cpu[side]:7.0f} tok/CPU-s  {cpu[side] / cpu[base]:.2f}x")
+    print(f"{'engine generate only, log-probs vs B':<42} {gen_only['engine']:7.0f} tok/s  "
+          f"{gen_only['engine'] / tps['raw_lp']:.2f}x")
+    print(f"{'engine generate only, none vs A':<42} {gen_only['engine_nolp']:7.0f} tok/s  "
+          f"{gen_only['engine_nolp'] / tps['raw']:.2f}x")
     print(f"weight sync, tiny ({tiny_sync['params'] / 1e6:.2f}M params, fp32): {tiny_sync['sync_seconds']:.3f} s/update")
     if big is not None:
         print(f"weight sync, 0.5B-shaped ({big['params'] / 1e6:.0f}M params, bf16): {big['sync_seconds']:.2f} s/update "

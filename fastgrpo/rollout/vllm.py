@@ -180,14 +180,42 @@ def collapse_image_tokens(ids: Sequence[int], image_token_id: int | None) -> lis
 
 
 def sampled_logprobs(token_ids: Sequence[int], logprobs: Any) -> list[float] | None:
-    """The sampled tokens' log-probs from a vLLM `CompletionOutput.logprobs` (one mapping per position)."""
+    """The sampled tokens' log-probs from a vLLM `CompletionOutput.logprobs`.
+
+    Either one mapping {token id: Logprob} per position, or vLLM's `FlatLogprobs` (flat lists of token ids
+    and log-probs with per-position start/end indices; what `flat_logprobs=True` returns): read from its
+    lists directly, as building a mapping per position is the per-token cost flat log-probs avoid.
+    """
     if logprobs is None:
         return None
+    flat = _flat_sampled_logprobs(token_ids, logprobs)
+    if flat is not None:
+        return flat
     out: list[float] = []
     for i, tok in enumerate(token_ids):
         entry = logprobs[i]
         value = entry.get(tok) if isinstance(entry, Mapping) else entry[tok]
         out.append(float(getattr(value, "logprob", value)))
+    return out
+
+
+def _flat_sampled_logprobs(token_ids: Sequence[int], logprobs: Any) -> list[float] | None:
+    """`FlatLogprobs` -> the sampled tokens' log-probs (None: not that layout)."""
+    starts, ends = getattr(logprobs, "start_indices", None), getattr(logprobs, "end_indices", None)
+    ids, values = getattr(logprobs, "token_ids", None), getattr(logprobs, "logprobs", None)
+    if starts is None or ends is None or ids is None or values is None:
+        return None
+    if len(starts) < len(token_ids):
+        raise ValueError(f"vLLM returned log-probs for {len(starts)} positions but {len(token_ids)} tokens")
+    if len(values) == len(starts) and list(ids[: len(token_ids)]) == list(token_ids):
+        return [float(v) for v in values[: len(token_ids)]]  # logprobs=0: the sampled token only
+    out: list[float] = []
+    for i, tok in enumerate(token_ids):  # top-k entries too: the sampled one is among them
+        span = range(starts[i], ends[i])
+        k = next((k for k in span if ids[k] == tok), None)
+        if k is None:
+            raise ValueError(f"vLLM returned no log-prob for sampled token {tok} at position {i}")
+        out.append(float(values[k]))
     return out
 
 
@@ -298,6 +326,7 @@ class VLLMRolloutEngine:
         self.sleep_level = sleep_level
         self.bucket_bytes = int(bucket_bytes)
         self.return_logprobs = return_logprobs
+        self._built_for_logprobs = bool(return_logprobs)
         self.num_syncs = 0
         """Weight syncs so far (the trainer logs how many each step took)."""
         self.last_sync_seconds = 0.0
@@ -344,9 +373,12 @@ class VLLMRolloutEngine:
         if limit_images_per_prompt:
             kwargs["limit_mm_per_prompt"] = {"image": int(limit_images_per_prompt)}
         engine_fields = _engine_arg_names(vllm)
-        if logprobs_mode and (engine_fields is None or "logprobs_mode" in engine_fields):
-            # log-probs of the distribution actually sampled (after temperature), like the HF engine's
+        if return_logprobs and logprobs_mode and (engine_fields is None or "logprobs_mode" in engine_fields):
+            # log-probs of the distribution actually sampled (after temperature), like the HF engine's.
+            # Only when they are returned: in this mode vLLM's CPU sampler takes a full-vocabulary
+            # log-softmax at every step whether or not a request asks for log-probs.
             kwargs["logprobs_mode"] = logprobs_mode
+        self._flat_logprobs = "flat_logprobs" in _sampling_param_names(vllm)
         kwargs.update(llm_kwargs or {})
         with self._launch_env():
             self.llm = vllm.LLM(**kwargs)
@@ -469,6 +501,10 @@ class VLLMRolloutEngine:
     def generate(self, prompts: list[PromptInput], params: SamplingParams) -> RolloutOutput:
         if self._weights_stale:
             raise RuntimeError("vLLM weights were dropped by a level-2 sleep: call sync_weights(model) first")
+        if self.return_logprobs and not self._built_for_logprobs:
+            raise RuntimeError("VLLMRolloutEngine was created with return_logprobs=False, so vLLM was not set up "
+                               "for the sampling distribution's log-probs (logprobs_mode): create it with "
+                               "return_logprobs=True")
         self.wake_up()
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         # One request per (prompt, sample), seeded by (seed, uid, sample) like the HF engine: a response
@@ -523,6 +559,8 @@ class VLLMRolloutEngine:
         }
         if self.return_logprobs:
             kwargs["logprobs"] = 0  # just the sampled token
+            if self._flat_logprobs:  # flat lists instead of a dict and a Logprob object per token
+                kwargs["flat_logprobs"] = True
         if self.suppress_token_ids:
             kwargs["logit_bias"] = {t: -100.0 for t in self.suppress_token_ids}
         return self._vllm.SamplingParams(**kwargs)
@@ -552,6 +590,17 @@ def _engine_arg_names(vllm: Any) -> set[str] | None:
         return {f.name for f in dataclasses.fields(vllm.EngineArgs)}
     except (AttributeError, TypeError):
         return None
+
+
+def _sampling_param_names(vllm: Any) -> set[str]:
+    """The fields this vLLM's `SamplingParams` accepts (a msgspec struct in recent versions)."""
+    names = getattr(vllm.SamplingParams, "__struct_fields__", None)
+    if names is not None:
+        return set(names)
+    try:
+        return {f.name for f in dataclasses.fields(vllm.SamplingParams)}
+    except TypeError:
+        return set()
 
 
 def _vllm_model(llm: Any) -> Any | None:

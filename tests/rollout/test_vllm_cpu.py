@@ -75,6 +75,8 @@ def test_sync_makes_vllm_sample_from_the_actor(tiny_path: Path, tmp_path: Path, 
         actor, engine, mask = actor_logprobs(model, ps, out, tok.pad_token_id)
         assert (actor - engine)[mask].abs().max() < 1e-4, update
     assert eng.num_syncs == 1 + 3  # construction + one per update
+    assert eng._flat_logprobs  # vLLM 0.30 has flat log-probs: the path checked above is the flat one
+    assert eng.generate(ps, params).response_ids == out.response_ids  # seeded: reproducible
 
     # greedy decoding equals HF's on the synced weights
     greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
@@ -108,3 +110,19 @@ def test_bf16_engine_mismatch_is_measured_and_tis_bounds_it(tiny_path: Path) -> 
     w = bf16[2]
     assert float(w.max()) <= 2.0 and float(w.min()) > 0.0 and float((w - 1).abs().max()) > 1e-3
     assert torch.allclose(fp32[2], torch.ones_like(fp32[2]), atol=1e-3)
+
+
+def test_engine_without_logprobs_skips_them(tiny_path: Path) -> None:
+    """return_logprobs=False: no log-probs, and vLLM is left in its default log-prob mode (the processed mode
+    costs a full-vocabulary log-softmax per step on CPU); asking for them afterwards is a clear error."""
+    tok = build_char_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    eng = make_engine("vllm", model, tok, max_model_len=128, seed=0, dtype="float32",
+                      kv_cache_memory_bytes=KV_CACHE_BYTES, model_path=str(tiny_path), return_logprobs=False)
+    assert eng.llm.llm_engine.model_config.logprobs_mode != "processed_logprobs"
+    ps, params = prompts(tok), SamplingParams(n=2, max_new_tokens=8, seed=5)
+    out = eng.generate(ps, params)
+    assert out.logprobs is None and len(out.response_ids) == 6
+    eng.return_logprobs = True
+    with pytest.raises(RuntimeError, match="return_logprobs=True"):
+        eng.generate(ps, params)

@@ -4,6 +4,7 @@ logic against a stand-in `vllm` module. The real engine on a GPU is the one `gpu
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import types
@@ -225,6 +226,29 @@ def test_sampled_logprobs_reads_vllm_shapes() -> None:
     assert sampled_logprobs([5, 6], entries) == [-0.5, -0.25]
     assert sampled_logprobs([1], [{1: -2.0}]) == [-2.0]
     assert sampled_logprobs([1], None) is None
+
+
+@dataclasses.dataclass
+class FlatLayout:
+    """vLLM's `FlatLogprobs` layout (flat lists, per-position start/end indices), built here as vLLM's is only
+    importable in the vLLM venv; the real one is read in tests/rollout/test_vllm_cpu.py."""
+
+    start_indices: list[int]
+    end_indices: list[int]
+    token_ids: list[int]
+    logprobs: list[float]
+
+
+def test_sampled_logprobs_reads_flat_logprobs() -> None:
+    # logprobs=0: one entry per position, the sampled token
+    assert sampled_logprobs([5, 6], FlatLayout([0, 1], [1, 2], [5, 6], [-0.5, -0.25])) == [-0.5, -0.25]
+    # top-k entries too: the sampled token is found within its position's span
+    flat = FlatLayout([0, 2], [2, 3], [7, 5, 6], [-0.1, -0.5, -0.25])
+    assert sampled_logprobs([5, 6], flat) == [-0.5, -0.25]
+    with pytest.raises(ValueError, match="sampled token 9"):
+        sampled_logprobs([9, 6], flat)
+    with pytest.raises(ValueError, match="1 positions but 2 tokens"):
+        sampled_logprobs([5, 6], FlatLayout([0], [1], [5], [-0.5]))
 
 
 # --------------------------------------------------------------------------- missing vllm
