@@ -106,6 +106,15 @@ def adapters_disabled(model: torch.nn.Module) -> Iterator[None]:
             layer.enable_adapters(True)
 
 
+def lora_scaling(model: torch.nn.Module) -> float | None:
+    """The adapters' output scale (alpha / rank) as peft set it; None for a model without LoRA."""
+    for layer in _tuner_layers(model) if has_lora(model) else []:
+        scaling = getattr(layer, "scaling", {}).get(ADAPTER)
+        if scaling is not None:
+            return float(scaling)
+    return None
+
+
 def adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Adapter tensors only, by their names in `model.state_dict()` (what a LoRA checkpoint holds)."""
     return {k: v for k, v in model.state_dict().items() if ".lora_" in k}

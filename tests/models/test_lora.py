@@ -1,4 +1,4 @@
-"""LoRA adapters (fastgrpo.train.lora) against peft's own merge and the plain model."""
+"""LoRA adapters (fastgrpo.models.lora) against peft's own merge and the plain model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import pytest
 import torch
 from transformers import Qwen2ForCausalLM, Qwen2VLForConditionalGeneration
 
-from fastgrpo.models.tiny import tiny_qwen2_config
-from fastgrpo.models.tiny_vl import build_vl_tokenizer, tiny_qwen2_vl_config
-from fastgrpo.train.lora import (
+from fastgrpo.models.lora import (
     LoraSpec,
     adapter_state_dict,
     adapters_disabled,
@@ -19,6 +17,8 @@ from fastgrpo.train.lora import (
     merged_weights,
     trainable_counts,
 )
+from fastgrpo.models.tiny import tiny_qwen2_config
+from fastgrpo.models.tiny_vl import build_vl_tokenizer, tiny_qwen2_vl_config
 
 SPEC = LoraSpec(rank=4, alpha=8.0)
 
