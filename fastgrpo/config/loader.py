@@ -279,6 +279,13 @@ def validate(cfg: Config) -> Config:
             f"actor.global_batch_size ({cfg.actor.global_batch_size}) must be a multiple of "
             f"actor.micro_batch_size ({cfg.actor.micro_batch_size})"
         )
+    lora = cfg.actor.lora
+    if lora.rank < 0:
+        raise ConfigError(f"actor.lora.rank must be >= 0 (0: no LoRA, full fine-tuning), got {lora.rank}")
+    if lora.rank and not lora.alpha > 0:
+        raise ConfigError(f"actor.lora.alpha must be > 0, got {lora.alpha}")
+    if not 0 <= lora.dropout < 1:
+        raise ConfigError(f"actor.lora.dropout must be in [0, 1), got {lora.dropout}")
     if not 0 < cfg.rollout.top_p <= 1:
         raise ConfigError(f"rollout.top_p must be in (0, 1], got {cfg.rollout.top_p}")
     if cfg.rollout.temperature < 0:

@@ -113,6 +113,10 @@ def _table(
         fdoc = docs.get(cls.__name__, {}).get(f.name, _FieldDoc())
         if fdoc.group:
             rows.append(f"| **{_cell(fdoc.group)}** | | | |")
+        if dataclasses.is_dataclass(tp):  # a sub-section (actor.lora): a row for it, then its keys, dotted
+            rows.append(f"| `{prefix}{f.name}` | section | | {_cell(fdoc.doc)} |")
+            rows.extend(_table(tp, f"{prefix}{f.name}.", docs, nested)[2:])
+            continue
         for arg in typing.get_args(tp):
             if dataclasses.is_dataclass(arg):
                 nested.append((arg, f"{prefix}{f.name}[]"))

@@ -244,6 +244,24 @@ class RolloutConfig:
 
 
 @dataclass
+class LoraSettings:
+    """LoRA adapters through peft (off while rank is 0)."""
+
+    rank: int = 0
+    """Adapter rank; 0 trains the full model. With rank > 0 only the adapters are trained, checkpointed and in
+    AdamW; the reference policy is the actor with its adapters switched off (no second copy of the weights); the
+    frozen base weights stay in model.dtype and the adapters in actor.master_dtype."""
+    alpha: float = 32.0
+    """LoRA scale numerator: the adapter's output is multiplied by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on the adapter input, in [0, 1)."""
+    target_modules: list[str] = field(default_factory=list)
+    """Module names (or suffixes) that get adapters, e.g. [q_proj, v_proj]; empty: every linear layer of the
+    language model (peft's `all-linear`: the output head excluded). A vision model's vision tower never gets
+    adapters (as in EasyR1)."""
+
+
+@dataclass
 class ActorConfig:
     lr: float = 1.0e-6
     """Peak AdamW learning rate (reached after warmup). On resume the config's value replaces the checkpoint's."""
@@ -295,6 +313,8 @@ class ActorConfig:
     logprob_chunk_size: int = 1024
     """Tokens per chunk of the `chunked` log-prob pass: about 3 x chunk x vocab x 4 bytes transient (1,024 at
     vocabulary 151,936: 1.9 GB); smaller saves memory, larger runs fewer, bigger matmuls."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """LoRA instead of full fine-tuning: `actor.lora.rank=8` turns it on (see the keys below)."""
 
 
 @dataclass

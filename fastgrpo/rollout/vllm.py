@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 
 from fastgrpo.log import get_logger
+from fastgrpo.models.lora import lora_scaling, merged_weights
 from fastgrpo.rollout.base import PromptInput, RolloutOutput, SamplingParams
 from fastgrpo.rollout.hf import row_seed
 from fastgrpo.utils.optional import require
@@ -128,15 +129,27 @@ def iter_vllm_weights(model: torch.nn.Module, dtype: torch.dtype | None = None,
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     tied = has_tied_embeddings(model)
-    for name, tensor in model.state_dict().items():
+    scaling = lora_scaling(model)
+
+    def gathered() -> Iterator[tuple[str, torch.Tensor]]:
+        for name, tensor in model.state_dict().items():
+            if scaling is None and vllm_weight_name(name, model_type, tied) is None:
+                continue
+            t = tensor.detach()
+            if dtype is not None and t.is_floating_point() and ".lora_" not in name:
+                t = t.to(dtype)  # cast the shard first: the all-gather moves half the bytes of fp32
+            if hasattr(t, "full_tensor"):
+                t = t.full_tensor()
+            yield name, t
+
+    # LoRA: vLLM gets the merged weights (W + scale * B @ A), one layer at a time
+    items = gathered() if scaling is None else merged_weights(gathered(), scaling)
+    for name, t in items:
         target = vllm_weight_name(name, model_type, tied)
         if target is None:
             continue
-        t = tensor.detach()
         if dtype is not None and t.is_floating_point():
-            t = t.to(dtype)  # cast the shard first: the all-gather moves half the bytes of fp32
-        if hasattr(t, "full_tensor"):
-            t = t.full_tensor()
+            t = t.to(dtype)
         if device is not None:
             t = t.to(device)
         yield target, t

@@ -25,6 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from fastgrpo.log import get_logger
+from fastgrpo.models.lora import has_lora
 from fastgrpo.run_dir import (
     MODEL_DIR,
     MODEL_KEY,
@@ -137,7 +138,7 @@ def save_checkpoint(
         error = e
     if _all_ok(error is None, info):
         try:
-            model_sd = get_model_state_dict(model)
+            model_sd = get_model_state_dict(model, options=_model_options(model))
             optim_sd = get_optimizer_state_dict(model, optimizer)
             dcp.save({MODEL_KEY: model_sd}, checkpoint_id=str(tmp / MODEL_DIR))
             dcp.save({OPTIM_KEY: optim_sd}, checkpoint_id=str(tmp / OPTIM_DIR))
@@ -228,10 +229,11 @@ def load_checkpoint(
 
 def _load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo) -> dict[str, Any]:
     _materialize_optimizer_state(optimizer)
-    model_sd = get_model_state_dict(model)
+    options = _model_options(model)
+    model_sd = get_model_state_dict(model, options=options)
     state = {MODEL_KEY: model_sd}
     dcp.load(state, checkpoint_id=str(path / MODEL_DIR))
-    set_model_state_dict(model, state[MODEL_KEY], options=StateDictOptions(strict=True))
+    set_model_state_dict(model, state[MODEL_KEY], options=options)
     optim_sd = get_optimizer_state_dict(model, optimizer)
     ostate = {OPTIM_KEY: optim_sd}
     dcp.load(ostate, checkpoint_id=str(path / OPTIM_DIR))
@@ -240,6 +242,11 @@ def _load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     if rng_file.exists():
         set_rng_state(torch.load(rng_file, weights_only=False))
     return json.loads((path / TRAINER_STATE).read_text())
+
+
+def _model_options(model: torch.nn.Module) -> StateDictOptions:
+    """A LoRA actor saves and restores its adapters only: the frozen base is model.path's, unchanged."""
+    return StateDictOptions(strict=True, ignore_frozen_params=has_lora(model))
 
 
 def _materialize_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

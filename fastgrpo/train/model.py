@@ -92,7 +92,8 @@ def shard_fsdp2(model: torch.nn.Module, info: DistInfo, compute_dtype: torch.dty
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
     kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
-    param_dtype = next(model.parameters()).dtype
+    # the trainable parameters' dtype (a LoRA actor's frozen base is already in the compute dtype)
+    param_dtype = next((p.dtype for p in model.parameters() if p.requires_grad), next(model.parameters()).dtype)
     if compute_dtype is not None and compute_dtype != param_dtype:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     for layer in decoder_layers(model):

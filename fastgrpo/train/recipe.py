@@ -42,11 +42,13 @@ from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
+from fastgrpo.config.schema import AlgorithmConfig, LoraSettings
 from fastgrpo.data.chat_template import detect_think_in_prompt
 from fastgrpo.data.io import BadRows, DataSourceError
 from fastgrpo.data.prompts import PromptSampler
 from fastgrpo.log import console, get_logger
 from fastgrpo.models.loader import eos_token_ids
+from fastgrpo.models.lora import LoraSpec, adapters_disabled, add_lora, trainable_counts
 from fastgrpo.reward import RewardScorer
 from fastgrpo.reward.errors import RewardErrorBudget, RewardFailure, RewardFunctionError
 from fastgrpo.rollout import SamplingParams, resolve_engine_name
@@ -110,6 +112,21 @@ class TrainingStopped(TrainingError):
     exit_code = EXIT_STOPPED
 
 
+def uses_kl(a: AlgorithmConfig) -> bool:
+    """Whether the loss has a KL term to the reference (and so the reference log-prob pass runs)."""
+    if not a.use_kl_loss:
+        return False
+    return (a.kl_coef if a.kl_type == "fixed" else a.kl_max_coef) != 0
+
+
+def lora_spec(settings: LoraSettings) -> LoraSpec | None:
+    """actor.lora -> what `add_lora` takes; None when LoRA is off (rank 0)."""
+    if not settings.rank:
+        return None
+    return LoraSpec(rank=settings.rank, alpha=settings.alpha, dropout=settings.dropout,
+                    target_modules=tuple(settings.target_modules))
+
+
 def train(cfg: Config) -> Path:
     """Run FAST-GRPO training to completion (or resume it); returns the run directory."""
     info = init_distributed(cfg.trainer.device)
@@ -151,7 +168,18 @@ class FastGRPORecipe:
         self.compute_dtype = resolve_dtype(cfg.model.dtype, info.device)
         try:
             self.master_dtype = resolve_master_dtype(cfg.actor.master_dtype, self.compute_dtype)
-            self.model = load_policy_model(cfg.model, info.device, for_training=True, param_dtype=self.master_dtype)
+            self.lora = lora_spec(cfg.actor.lora)
+            if self.lora is None:
+                self.model = load_policy_model(cfg.model, info.device, for_training=True,
+                                               param_dtype=self.master_dtype)
+            else:  # frozen base in the compute dtype, trainable adapters in the master dtype
+                self.model = load_policy_model(cfg.model, info.device, for_training=True,
+                                               param_dtype=self.compute_dtype)
+                add_lora(self.model, self.lora, self.master_dtype)
+                trainable, total = trainable_counts(self.model)
+                log.info("LoRA rank %d: %s of %s parameters trainable (%.2f%%)", self.lora.rank, f"{trainable:,}",
+                         f"{total:,}", 100 * trainable / total)
+            self.use_kl = uses_kl(cfg.algorithm)
             self.ref = self._make_reference()
             # actor.packing `auto` -> the best layout this modality and attention implementation allow
             self.packing = self.modality.resolve_packing(
@@ -232,10 +260,8 @@ class FastGRPORecipe:
         return benchmarks
 
     def _make_reference(self) -> torch.nn.Module | None:
-        a = self.cfg.algorithm
-        if not a.use_kl_loss or (a.kl_type == "fixed" and a.kl_coef == 0) or (
-            a.kl_type == "group_accuracy_based" and a.kl_max_coef == 0
-        ):
+        """A frozen copy of model.path, or None: no KL term, or LoRA (the actor with its adapters off)."""
+        if not self.use_kl or self.lora is not None:
             return None
         return load_policy_model(self.cfg.model, self.info.device, for_training=False)  # in the compute dtype
 
@@ -552,7 +578,7 @@ class FastGRPORecipe:
         gbs, mbs = cfg.actor.global_batch_size, cfg.actor.micro_batch_size
         chunks = [samples[i : i + gbs] for i in range(0, len(samples), gbs)]
         n_updates = len(chunks) * cfg.actor.ppo_epochs
-        need_ref = self.ref is not None
+        need_ref = self.use_kl
         # Each rank owns samples r, r+W, ...; every rank runs the same number of micro-batches
         # (padding with zero-weight copies) so FSDP's collectives stay matched.
         plans = [self._micro_plan(chunk, mbs) for chunk in chunks]
@@ -579,7 +605,7 @@ class FastGRPORecipe:
                     packed = self._pack(mb)
                     if need_ref and id(mb) not in ref_lp:
                         with torch.no_grad():
-                            ref_lp[id(mb)] = self._response_logprobs(self.ref, packed)
+                            ref_lp[id(mb)] = self._reference_logprobs(packed)
                     positions += packed.input_ids.numel()
                     stats = self._token_stats(self.model, packed, entropy=True)
                     logp = stats.logp
@@ -671,6 +697,12 @@ class FastGRPORecipe:
 
     def _pack(self, mb: list[Sample]) -> Packed:
         return self.modality.pack(mb, self.packing)
+
+    def _reference_logprobs(self, packed: Packed) -> torch.Tensor:
+        if self.ref is not None:
+            return self._response_logprobs(self.ref, packed)
+        with adapters_disabled(self.model):  # LoRA: the reference is the base under the adapters
+            return self._response_logprobs(self.model, packed)
 
     def _response_logprobs(self, model: torch.nn.Module, packed: Packed) -> torch.Tensor:
         return self._token_stats(model, packed).logp
