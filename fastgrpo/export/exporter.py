@@ -33,9 +33,11 @@ from fastgrpo.export.checkpoint import (
     resolve_checkpoint,
 )
 from fastgrpo.export.errors import ExportError
+from fastgrpo.export.lora import lora_spec, merged_metadata, merged_tensors
 from fastgrpo.export.upload import RetryPolicy, Token, assert_token_absent, upload_hf, upload_modelscope
 from fastgrpo.export.verify import VerifyReport, verify_export
 from fastgrpo.log import get_logger
+from fastgrpo.models.lora import LoraSpec
 
 log = get_logger("export")
 
@@ -93,6 +95,8 @@ class ExportPlan:
     copies: dict[str, Path] = field(default_factory=dict)
     tied: dict[str, str] = field(default_factory=dict)
     config: Any = None
+    lora: LoraSpec | None = None
+    """The run's LoRA settings when the checkpoint holds adapters (merged into the base on export)."""
 
     @property
     def total_bytes(self) -> int:
@@ -167,6 +171,9 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
     default = hf.DTYPES.get(str(compute), train_dtype)
     dtype = hf.DTYPES[opts.dtype] if opts.dtype else default
     config = hf.load_config(ckpt.base_dir, trust)
+    lora = lora_spec(ckpt)
+    if lora is not None:  # the checkpoint holds adapters; the export is the base with them merged
+        meta = merged_metadata(config, hf.DTYPES.get(str(compute), torch.float32), trust)
     layout = hf.model_layout(config, trust)
     selection = hf.select_tensors(layout, meta)
 
@@ -238,13 +245,18 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
         copies=copies,
         tied=layout.tied,
         config=config,
+        lora=lora,
     )
 
 
 def _load_checked(plan: ExportPlan) -> dict[str, torch.Tensor]:
     """Load the checkpoint tensors; tied aliases present in the checkpoint must equal their canonical tensor."""
     assert plan.checkpoint is not None
-    tensors = load_tensors(plan.checkpoint.model_dir)
+    if plan.lora is not None:
+        log.info("merging the LoRA adapters (rank %d) into the run's base model", plan.lora.rank)
+        tensors = merged_tensors(plan.checkpoint, plan.lora)
+    else:
+        tensors = load_tensors(plan.checkpoint.model_dir)
     for alias, canon in plan.tied.items():
         if alias in tensors and canon in tensors and not torch.equal(tensors[alias], tensors[canon]):
             raise ExportError(

@@ -138,7 +138,7 @@ def save_checkpoint(
         error = e
     if _all_ok(error is None, info):
         try:
-            model_sd = get_model_state_dict(model, options=_model_options(model))
+            model_sd = _model_state(model)
             optim_sd = get_optimizer_state_dict(model, optimizer)
             dcp.save({MODEL_KEY: model_sd}, checkpoint_id=str(tmp / MODEL_DIR))
             dcp.save({OPTIM_KEY: optim_sd}, checkpoint_id=str(tmp / OPTIM_DIR))
@@ -229,11 +229,10 @@ def load_checkpoint(
 
 def _load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo) -> dict[str, Any]:
     _materialize_optimizer_state(optimizer)
-    options = _model_options(model)
-    model_sd = get_model_state_dict(model, options=options)
-    state = {MODEL_KEY: model_sd}
+    state = {MODEL_KEY: _model_state(model)}
     dcp.load(state, checkpoint_id=str(path / MODEL_DIR))
-    set_model_state_dict(model, state[MODEL_KEY], options=options)
+    # LoRA: the state holds the adapters only (the frozen base is model.path's), so it cannot be strict
+    set_model_state_dict(model, state[MODEL_KEY], options=StateDictOptions(strict=not has_lora(model)))
     optim_sd = get_optimizer_state_dict(model, optimizer)
     ostate = {OPTIM_KEY: optim_sd}
     dcp.load(ostate, checkpoint_id=str(path / OPTIM_DIR))
@@ -244,9 +243,13 @@ def _load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     return json.loads((path / TRAINER_STATE).read_text())
 
 
-def _model_options(model: torch.nn.Module) -> StateDictOptions:
-    """A LoRA actor saves and restores its adapters only: the frozen base is model.path's, unchanged."""
-    return StateDictOptions(strict=True, ignore_frozen_params=has_lora(model))
+def _model_state(model: torch.nn.Module) -> dict[str, Any]:
+    """The model state a checkpoint holds: everything, or for a LoRA actor its adapters only (the frozen base is
+    model.path's, unchanged; `ignore_frozen_params` alone still lists a tied alias such as lm_head.weight)."""
+    if not has_lora(model):
+        return get_model_state_dict(model)
+    state = get_model_state_dict(model, options=StateDictOptions(ignore_frozen_params=True))
+    return {k: v for k, v in state.items() if ".lora_" in k}
 
 
 def _materialize_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
