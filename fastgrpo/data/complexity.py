@@ -18,6 +18,7 @@ from typing import Any
 from fastgrpo.algo.difficulty import ComplexityStats
 from fastgrpo.data.images import image_complexity, load_image
 from fastgrpo.log import get_logger
+from fastgrpo.utils.io import atomic_write_json
 
 log = get_logger(__name__)
 
@@ -106,10 +107,8 @@ def compute_image_complexity(images: Sequence[Sequence[Any]], cache_dir: str | P
     values = [[image_complexity(load_image(v), edge_threshold=edge_threshold, max_side=max_side) for v in row]
               for row in images]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": COMPLEXITY_VERSION, "fingerprint": fp, "values": values}))
-        tmp.replace(path)  # atomic: ranks computing at once never read a half-written file
+        # atomic: ranks computing at once never read a half-written file
+        atomic_write_json(path, {"version": COMPLEXITY_VERSION, "fingerprint": fp, "values": values})
     except OSError as e:
         log.warning("could not write the complexity cache %s: %s", path, e)
     return ImageComplexity(values, fp, path, from_cache=False)

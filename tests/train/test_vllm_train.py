@@ -181,3 +181,15 @@ def test_bf16_vllm_under_fp32_actor_mismatch_is_logged_and_tis_trains(vllm_model
         assert 1e-4 < r["rollout/logprob_abs_diff"] < 1.0, r["rollout/logprob_abs_diff"]
         assert 0.0 <= r["rollout/is_capped_fraction"] < 0.5
         assert math.isfinite(r["actor/total_loss"]) and r["actor/grad_norm"] > 0
+
+
+@pytest.mark.parametrize("nproc", [1, 2], ids=["1proc", "2proc"])
+def test_lora_actor_syncs_merged_weights_to_vllm(vllm_model: Path, toy_data: Path, tmp_path: Path,
+                                                 nproc: int) -> None:
+    """With actor.lora, vLLM receives W + scale * B @ A: its log-probs equal the adapter actor's every step."""
+    train_cli(toy_overrides(vllm_model, toy_data, tmp_path, **VLLM, **{
+        "trainer.max_steps": 3, "actor.lr": 5e-2, "actor.lora.rank": 4, "actor.lora.alpha": 16}), nproc=nproc)
+    rows = read_metrics(tmp_path / "run")
+    assert len(rows) == 3 and all(r["actor/grad_norm"] > 0 for r in rows)
+    assert rows[-1]["actor/kl_loss"] > 1e-6  # the adapters moved the policy away from the base
+    assert_synced_every_update(rows)
