@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +14,8 @@ from fastgrpo.run_dir import list_checkpoints, step_dir_name
 from fastgrpo.train.dist import DistInfo
 from fastgrpo.train.recipe import FastGRPORecipe, train
 
-from .conftest import read_metrics, toy_config, toy_overrides
-from .test_recipe import _assert_metrics_close
+from .conftest import read_metrics, toy_config
+from .test_recipe import _assert_metrics_close, assert_two_processes_match_one
 
 REPO = Path(__file__).resolve().parents[2]
 LORA = {"actor.lora.rank": 2, "actor.lora.alpha": 8, "actor.lr": 2e-2}
@@ -87,14 +84,8 @@ def test_lora_resume_matches_uninterrupted(wide_model: Path, toy_data: Path, tmp
 @pytest.mark.slow
 def test_lora_two_processes_match_one_process(wide_model: Path, toy_data: Path, tmp_path: Path) -> None:
     """FSDP2 over frozen base weights and trainable adapters (gloo) computes the same steps as one process."""
-    extra = {"trainer.max_steps": 3, "data.max_response_length": 10, **LORA}
-    one = train(toy_config(wide_model, toy_data, tmp_path / "one", **extra))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fastgrpo", "-q", "train", *toy_overrides(wide_model, toy_data, tmp_path / "two", **extra)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_metrics_close(read_metrics(one), read_metrics(tmp_path / "two" / "run"), rel=1e-4)
+    assert_two_processes_match_one(wide_model, toy_data, tmp_path, {"trainer.max_steps": 3,
+                                                                    "data.max_response_length": 10, **LORA})
 
 
 @pytest.mark.slow

@@ -78,9 +78,14 @@ def test_two_processes_match_one_process(tiny_model: Path, toy_data: Path, tmp_p
     extra = {"trainer.max_steps": 3, "algorithm.online_filtering": True, "algorithm.filter_key": "overall",
              "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 1.0}]",
              "data.max_response_length": 10}
-    one = train(toy_config(tiny_model, toy_data, tmp_path / "one", **extra))
+    assert_two_processes_match_one(tiny_model, toy_data, tmp_path, extra)
+
+
+def assert_two_processes_match_one(model: Path, data: Path, tmp_path: Path, extra: dict) -> None:
+    """Train `extra` in this process and under torchrun with 2 ranks (FSDP2, gloo); the metrics must agree."""
+    one = train(toy_config(model, data, tmp_path / "one", **extra))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fastgrpo", "-q", "train", *toy_overrides(tiny_model, toy_data, tmp_path / "two", **extra)]
+           "-m", "fastgrpo", "-q", "train", *toy_overrides(model, data, tmp_path / "two", **extra)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
