@@ -130,6 +130,11 @@ EvalResultsOpt = Annotated[
         "Default: RUN_DIR/eval/results.json when present.",
     ),
 ]
+AdapterOnlyOpt = Annotated[
+    bool,
+    typer.Option("--adapter-only", help="LoRA runs: write a peft adapter folder (adapter_config.json, "
+                 "adapter_model.safetensors) instead of the base with the adapters merged."),
+]
 RetriesOpt = Annotated[
     int, typer.Option("--retries", min=1, help="Upload attempts on network errors (exponential backoff).")
 ]
@@ -160,6 +165,7 @@ def export_command(
     eval_results: EvalResultsOpt = None,
     retries: RetriesOpt = 4,
     verify: VerifyOpt = True,
+    adapter_only: AdapterOnlyOpt = False,
 ) -> None:
     """Export a checkpoint as a Hugging Face model folder (safetensors, config, tokenizer, chat template,
     model card), verify it, and optionally upload it to the Hugging Face Hub or ModelScope.
@@ -177,6 +183,8 @@ def export_command(
       MODELSCOPE_API_TOKEN=... fastgrpo export runs/demo --to modelscope --repo-id me/fast-demo
 
       fastgrpo export runs/demo/export --to hf --repo-id me/fast-demo
+
+      fastgrpo export runs/lora --adapter-only
 
     The first writes the latest checkpoint to runs/demo/export; the last re-uploads that export as is.
 
@@ -201,7 +209,7 @@ def export_command(
         source=path, target=target, out=out, step=step, dtype=dtype.value if dtype else None,  # type: ignore[arg-type]
         max_shard_size=max_shard_size, repo_id=repo_id, private=private, revision=revision,
         commit_message=commit_message, endpoint=endpoint, verify=verify, eval_results=eval_results,
-        retry=RetryPolicy(attempts=retries),
+        retry=RetryPolicy(attempts=retries), adapter_only=adapter_only,
     )
     try:
         check_target(opts)

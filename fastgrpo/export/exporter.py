@@ -33,7 +33,7 @@ from fastgrpo.export.checkpoint import (
     resolve_checkpoint,
 )
 from fastgrpo.export.errors import ExportError
-from fastgrpo.export.lora import lora_spec, merged_metadata, merged_tensors
+from fastgrpo.export.lora import lora_spec, merged_metadata, merged_tensors, write_adapter_folder
 from fastgrpo.export.upload import RetryPolicy, Token, assert_token_absent, upload_hf, upload_modelscope
 from fastgrpo.export.verify import VerifyReport, verify_export
 from fastgrpo.log import get_logger
@@ -63,6 +63,8 @@ class ExportOptions:
     endpoint: str | None = None
     verify: bool = True
     eval_results: Path | None = None
+    adapter_only: bool = False
+    """LoRA runs: write a peft adapter folder instead of the merged model."""
     """results.json (or its folder) for the card's eval table; default <run_dir>/eval/results.json."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -96,6 +98,7 @@ class ExportPlan:
     tied: dict[str, str] = field(default_factory=dict)
     config: Any = None
     lora: LoraSpec | None = None
+    adapter_only: bool = False
     """The run's LoRA settings when the checkpoint holds adapters (merged into the base on export)."""
 
     @property
@@ -225,6 +228,17 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
         )
         + "\n"
     )
+    if opts.adapter_only:  # a peft folder: the adapters, tokenizer files and card; no model weights or config
+        if lora is None:
+            raise ExportError(f"--adapter-only: {ckpt.path} is not from a LoRA run (its actor.lora.rank is 0); "
+                              "export it without --adapter-only")
+        adapter_bytes = sum(m.numel * 4 for k, m in read_tensor_metadata(ckpt.model_dir).items() if ".lora_" in k)
+        shards = {}
+        for name in (hf.SAFE_INDEX, "config.json", "generation_config.json"):
+            texts.pop(name, None)
+            copies.pop(name, None)
+        files = [PlannedFile("adapter_config.json", 1000, "peft", exact=False),
+                 PlannedFile("adapter_model.safetensors", adapter_bytes, "adapters (float32)", exact=False)]
     for rel, src in copies.items():
         files.append(PlannedFile(rel, src.stat().st_size, "base:" + src.name))
     for rel, text in texts.items():
@@ -246,6 +260,7 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
         tied=layout.tied,
         config=config,
         lora=lora,
+        adapter_only=opts.adapter_only,
     )
 
 
@@ -304,6 +319,13 @@ def write_export(plan: ExportPlan, verify: bool = True) -> ExportResult:
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the export should look like any other folder
         log.info("loading %s (step %d)", plan.checkpoint.path, plan.checkpoint.step)
+        if plan.adapter_only:
+            assert plan.lora is not None
+            write_adapter_folder(plan.checkpoint, plan.lora, tmp)  # checked by reloading it with peft
+            _write_folder(plan, tmp, {})
+            _swap_into_place(tmp, plan.out)
+            log.info("wrote the peft adapter folder %s", plan.out)
+            return ExportResult(plan.out, plan)
         tensors = _load_checked(plan)
         _write_folder(plan, tmp, tensors)
         report = None

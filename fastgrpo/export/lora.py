@@ -1,12 +1,13 @@
 """Export a LoRA run: its checkpoints hold the adapters only; the frozen base is the run's model.path.
 
 The export is the base with W + scale * B @ A in every adapted layer, written like any full checkpoint, so
-the rest of the exporter (sharding, dtype, card, verification) is shared. (An adapter-only peft folder is
-not offered yet.)
+the rest of the exporter (sharding, dtype, card, verification) is shared. `--adapter-only` writes a peft
+adapter folder instead, with peft's own `save_pretrained`, for `peft.PeftModel.from_pretrained(base, folder)`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,3 +73,37 @@ def merged_metadata(config: Any, dtype: torch.dtype, trust_remote_code: bool = F
         model = build_model(config, trust_remote_code)
     return {k: TensorMeta(tuple(v.shape), dtype if v.is_floating_point() else v.dtype)
             for k, v in model.state_dict().items()}
+
+
+def write_adapter_folder(ckpt: CheckpointInfo, spec: LoraSpec, out: Path) -> None:
+    """peft's own adapter folder (`adapter_config.json`, `adapter_model.safetensors`) in `out`, then checked:
+    `peft.PeftModel.from_pretrained(base, out)` must give the trained policy's logits."""
+    import peft
+
+    from fastgrpo.models.lora import peft_config
+
+    policy = adapter_model(ckpt, spec)
+    base_cfg = _base_config(ckpt)
+    wrapped = peft.get_peft_model(load_weights(base_cfg, "cpu", torch.float32), peft_config(spec, _has_vision(policy)))
+    result = wrapped.load_state_dict({"base_model.model." + k: v for k, v in adapter_state_dict(policy).items()},
+                                     strict=False)
+    if result.unexpected_keys or any(".lora_" in k for k in result.missing_keys):
+        raise ExportError(f"peft's adapter layout differs from the trainer's: unexpected {result.unexpected_keys[:3]}")
+    wrapped.peft_config["default"].base_model_name_or_path = base_cfg.path
+    wrapped.save_pretrained(str(out))
+
+    reloaded = peft.PeftModel.from_pretrained(load_weights(base_cfg, "cpu", torch.float32), str(out)).eval()
+    vocab = int(getattr(policy.config.get_text_config(), "vocab_size", 32))
+    ids = torch.arange(48).remainder(vocab)[None]
+    with torch.no_grad():
+        diff = (reloaded(input_ids=ids).logits - policy(input_ids=ids).logits).abs().max().item()
+    if diff > 1e-4:
+        raise ExportError(f"the adapter folder does not reproduce the trained policy (logits differ by {diff:.3g})")
+
+
+def _has_vision(model: torch.nn.Module) -> bool:
+    import re
+
+    from fastgrpo.models.lora import VISION_TOWER
+
+    return any(re.fullmatch(VISION_TOWER, name) for name, _ in model.named_modules())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,41 @@ def test_merged_export_equals_the_adapter_model(wide_model: Path, toy_data: Path
     ids = torch.tensor([[5, 17, 42, 99, 7, 25, 3, 64, 11, 30]])
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, expected.eval()(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_adapter_only_export_is_a_peft_folder_of_the_trained_policy(wide_model: Path, toy_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """`fastgrpo export --adapter-only`: peft loads it onto the base and gives the merged export's logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_dir = train(toy_config(wide_model, toy_data, tmp_path, **{"trainer.max_steps": 2, "trainer.save_freq": 2,
+                                                                   **LORA}))
+    for args in (["--out", str(tmp_path / "merged")], ["--adapter-only", "--out", str(tmp_path / "adapter")]):
+        proc = subprocess.run([sys.executable, "-m", "fastgrpo", "export", str(run_dir), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    adapter = tmp_path / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter.iterdir()}
+    assert not (adapter / "model.safetensors").exists()
+    assert _dir_bytes(adapter) < 0.5 * _dir_bytes(tmp_path / "merged")
+    base = AutoModelForCausalLM.from_pretrained(wide_model, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 25, 3, 64, 11, 30]])
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_adapter_only_export_of_a_full_run_is_refused(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
+    from fastgrpo.export.errors import ExportError
+    from fastgrpo.export.exporter import ExportOptions, plan_export
+
+    run_dir = train(toy_config(tiny_model, toy_data, tmp_path, **{"trainer.max_steps": 1, "trainer.save_freq": 1}))
+    with pytest.raises(ExportError, match="not from a LoRA run"):
+        plan_export(ExportOptions(source=run_dir, adapter_only=True))
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
