@@ -250,7 +250,8 @@ class LoraSettings:
     rank: int = 0
     """Adapter rank; 0 trains the full model. With rank > 0 only the adapters are trained, checkpointed and in
     AdamW; the reference policy is the actor with its adapters switched off (no second copy of the weights); the
-    frozen base weights stay in model.dtype and the adapters in actor.master_dtype."""
+    frozen base weights stay in model.dtype and the adapters in actor.master_dtype. LoRA wants a higher actor.lr
+    than full fine-tuning (about 10x: on the demo, 1e-3 learned where 1e-4 did not move in 20 steps)."""
     alpha: float = 32.0
     """LoRA scale numerator: the adapter's output is multiplied by alpha / rank."""
     dropout: float = 0.0
