@@ -18,6 +18,8 @@ an interrupted seed resumes its stages (training resumes from its checkpoint).
     python benchmarks/demo_seeds.py                     # 5 seeds, one after another, 2 threads
     python benchmarks/demo_seeds.py --seeds 3 --jobs 3 --threads 1   # 3 seeds side by side
     python benchmarks/demo_seeds.py algorithm.thinking_reward_weight=0.3 --out runs/demo_seeds_w03
+    # a FAST-GRPO variant against the GRPO runs already made (GRPO reused per seed when its settings match):
+    python benchmarks/demo_seeds.py --fast-config my_fast.yaml --grpo-from runs/demo_seeds --out runs/demo_seeds_x
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import yaml
+
 from fastgrpo.demo import verdict
 from fastgrpo.demo.__main__ import (
     DemoError,
@@ -42,6 +46,7 @@ from fastgrpo.demo.__main__ import (
     eval_command,
     make_quick,
     per_k_from_generations,
+    slow_probs,
     stage_data,
     stage_eval,
     stage_export,
@@ -50,6 +55,7 @@ from fastgrpo.demo.__main__ import (
     warmstart_settings,
 )
 from fastgrpo.demo.warmstart import cache_dir
+from fastgrpo.rollout.hf import SAMPLER
 from fastgrpo.utils.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +82,45 @@ def seed_fingerprint(o: DemoOptions) -> str:
         _train_overrides(o, "<run>"),
         eval_command(o, Path("<model>"), "<name>")[2:],
         cache_dir(warmstart_settings(o), cache_root(o)).name,
+        SAMPLER,
     )
+
+
+def run_fingerprint(o: DemoOptions, name: str) -> str:
+    """What one run's (GRPO's or FAST's) result depends on: its config, the overrides, the warm-start, the eval."""
+    config = o.grpo_config if name == "grpo" else o.fast_config
+
+    def anywhere(args: list[str]) -> list[str]:  # the same run in any folder, evaluated by any FAST config file
+        return [a.replace(str(o.out), "<out>").replace(str(o.fast_config), "<fast config>") for a in args]
+
+    return _fingerprint(
+        config.read_text(),
+        anywhere(_train_overrides(o, "<run>")),
+        anywhere(eval_command(o, Path("<model>"), "<name>")[2:]),
+        yaml.safe_load(o.fast_config.read_text()).get("eval"),  # the eval settings come from the FAST config
+        cache_dir(warmstart_settings(o), cache_root(o)).name,
+        SAMPLER,
+    )
+
+
+def load_run(folder: Path, o: DemoOptions, name: str) -> dict[int, KRow] | None:
+    """One run's saved per-k results in <folder>/result.json if made with these settings, else None."""
+    path = folder / RESULT
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("run_fingerprints", {}).get(name) != run_fingerprint(o, name):
+        return None
+    return {int(k): KRow(**row) for k, row in saved["results"][name].items()}
+
+
+def saved_grpo(o: DemoOptions, seed: int, grpo_from: Path | None) -> dict[int, KRow] | None:
+    """This seed's GRPO result saved with the same settings, in its own folder or in `grpo_from`."""
+    for folder in (o.out, None if grpo_from is None else grpo_from / f"seed{seed}"):
+        rows = None if folder is None else load_run(folder, o, "grpo")
+        if rows is not None:
+            return rows
+    return None
 
 
 def load_result(o: DemoOptions) -> Results | None:
@@ -90,8 +134,9 @@ def load_result(o: DemoOptions) -> Results | None:
     return {name: {int(k): KRow(**row) for k, row in rows.items()} for name, rows in saved["results"].items()}
 
 
-def run_seed(o: DemoOptions, seed: int) -> Results:
-    """Train, export and evaluate GRPO and FAST-GRPO for one seed (or reuse its saved result)."""
+def run_seed(o: DemoOptions, seed: int, grpo_from: Path | None = None) -> Results:
+    """Train, export and evaluate GRPO and FAST-GRPO for one seed (or reuse its saved result; GRPO's also
+    from `grpo_from`/seed<seed> when its own settings match)."""
     cached = load_result(o)
     if cached is not None:
         print(f"seed {seed}: finished earlier ({o.out / RESULT})", flush=True)
@@ -102,12 +147,18 @@ def run_seed(o: DemoOptions, seed: int) -> Results:
     stage_warmstart(o)
     results: Results = {}
     for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config)):
+        reused = saved_grpo(o, seed, grpo_from) if name == "grpo" else None
+        if reused is not None:
+            print(f"seed {seed}: {name} reused from an earlier run with the same settings", flush=True)
+            results[name] = reused
+            continue
         model = stage_export(o, stage_train(o, config, name))
         results[name] = per_k_from_generations(stage_eval(o, model, name) / "generations.jsonl")
     seconds = time.perf_counter() - t0
     payload = {
         "seed": seed,
         "fingerprint": seed_fingerprint(o),
+        "run_fingerprints": {name: run_fingerprint(o, name) for name in results},
         "seconds": round(seconds, 1),
         "results": {name: {str(k): asdict(row) for k, row in rows.items()} for name, rows in results.items()},
     }
@@ -161,6 +212,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     ap.add_argument("--threads", type=int, default=2, help="Torch threads per seed (default 2, as `make demo`).")
     ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs (default: configs').")
     ap.add_argument("--quick", action="store_true", help="Smoke test: the demo's --quick settings for every seed.")
+    ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
+                    help="Warm-start mix: slow-solution probability per k (default: the demo's).")
+    ap.add_argument("--fast-config", type=Path, default=None,
+                    help="FAST-GRPO config instead of configs/demo.yaml (a variant to compare with the same GRPO runs).")
+    ap.add_argument("--grpo-from", type=Path, default=None,
+                    help="Reuse each seed's GRPO result from this earlier --out folder when its settings match.")
     ap.add_argument("overrides", nargs="*", help="Extra trainer overrides for both runs, e.g. actor.lr=2e-4.")
     a = ap.parse_args(argv)
     if a.seeds < 2:
@@ -168,7 +225,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     if a.jobs < 1 or a.threads < 1:
         ap.error("--jobs and --threads must be >= 1")
     o = DemoOptions(out=a.out.resolve(), cache=a.cache.resolve(), threads=a.threads, steps=a.steps,
-                    extra_overrides=list(a.overrides))
+                    extra_overrides=list(a.overrides), warmstart_slow_prob=a.warmstart_slow_prob)
+    if a.fast_config is not None:
+        if not a.fast_config.is_file():
+            ap.error(f"--fast-config {a.fast_config}: no such file")
+        o.fast_config = a.fast_config.resolve()
+    if a.grpo_from is not None and not a.grpo_from.is_dir():
+        ap.error(f"--grpo-from {a.grpo_from}: no such folder")
     if a.quick:
         make_quick(o)
     return a, o
@@ -182,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stage_warmstart(options[seeds[0]])  # once, before seeds run side by side
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-            futures = {s: pool.submit(run_seed, options[s], s) for s in seeds}
+            futures = {s: pool.submit(run_seed, options[s], s, a.grpo_from and a.grpo_from.resolve()) for s in seeds}
             runs = {s: f.result() for s, f in futures.items()}
     except DemoError as e:
         print(f"demo_seeds failed: {e}\nRerun the same command to continue where it stopped.", file=sys.stderr)

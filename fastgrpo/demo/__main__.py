@@ -54,6 +54,8 @@ class DemoOptions:
     steps: int | None = None
     """Override trainer.max_steps for both runs (None: the configs' value)."""
     warmstart_steps: int | None = None
+    warmstart_slow_prob: tuple[float, ...] | None = None
+    """Slow-solution probability per k of the warm-start mix; None: WarmStartSettings' default."""
     eval_n: int | None = None
     eval_limit: int | None = None
     eval_max_new_tokens: int | None = None
@@ -140,6 +142,12 @@ def _model_fingerprint(model_dir: Path) -> str:
     )
 
 
+def _sampler() -> str:
+    from fastgrpo.rollout.hf import SAMPLER  # lazy: transformers is slow to import
+
+    return SAMPLER
+
+
 def _data_key(o: DemoOptions) -> str:
     return _fingerprint(o.seed, o.n_train, o.n_test_per_k, task.HOLDOUT_MIN_K)
 
@@ -157,6 +165,8 @@ def warmstart_settings(o: DemoOptions) -> Any:
     if o.warmstart_steps is not None:
         kw["steps"] = o.warmstart_steps
         kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
+    if o.warmstart_slow_prob is not None:
+        kw["slow_prob"] = tuple(o.warmstart_slow_prob)
     return WarmStartSettings(**kw)
 
 
@@ -222,9 +232,8 @@ def _train_overrides(o: DemoOptions, experiment: str) -> list[str]:
 def stage_train(o: DemoOptions, config: Path, experiment: str) -> Path:
     overrides = _train_overrides(o, experiment)
     run_dir = o.out / experiment
-    _claim(
-        run_dir, _fingerprint(config.read_text(), overrides, _model_fingerprint(o.out / "base"), _data_key(o))
-    )
+    _claim(run_dir, _fingerprint(config.read_text(), overrides, _model_fingerprint(o.out / "base"), _data_key(o),
+                                 _sampler()))
     _run(_fastgrpo("train", str(config), *overrides), o.threads, o.log)
     return run_dir
 
@@ -290,7 +299,7 @@ def eval_command(o: DemoOptions, model_dir: Path, name: str) -> list[str]:
 def stage_eval(o: DemoOptions, model_dir: Path, name: str) -> Path:
     cmd = eval_command(o, model_dir, name)
     out = o.out / "eval" / name
-    _claim(out, _fingerprint(o.fast_config.read_text(), cmd[2:], _model_fingerprint(model_dir), _data_key(o)))
+    _claim(out, _fingerprint(o.fast_config.read_text(), cmd[2:], _model_fingerprint(model_dir), _data_key(o), _sampler()))
     _run(cmd, o.threads, o.log)
     return out
 
@@ -525,12 +534,28 @@ def run_demo(o: DemoOptions) -> Path:
     return report
 
 
+def slow_probs(text: str) -> tuple[float, ...]:
+    """`--warmstart-slow-prob`: one probability in [0, 1] per k = 2..6, comma-separated."""
+    try:
+        probs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0.5,0.3,0.6,0.99,0.995") from None
+    n = task.K_MAX - task.K_MIN + 1
+    if len(probs) != n or not all(0.0 <= p <= 1.0 for p in probs):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {n} probabilities in [0, 1], one per k = "
+                                         f"{task.K_MIN}..{task.K_MAX}")
+    return probs
+
+
 def parse_args(argv: list[str] | None = None) -> DemoOptions:
     ap = argparse.ArgumentParser(prog="python -m fastgrpo.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="Demo folder (default runs/demo).")
     ap.add_argument("--threads", type=int, default=2, help="Torch threads for every stage.")
     ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs.")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps.")
+    ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
+                    help="Slow-solution probability per k of the warm-start mix (default "
+                    f"{','.join(map(str, task.WARMSTART_SLOW_PROB))}).")
     ap.add_argument("--eval-n", type=int, default=None, help="Samples per test question.")
     ap.add_argument("--eval-limit", type=int, default=None, help="Only the first N test questions.")
     ap.add_argument("--seed", type=int, default=0, help="Data seed (train/test splits).")
@@ -544,6 +569,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         threads=a.threads,
         steps=a.steps,
         warmstart_steps=a.warmstart_steps,
+        warmstart_slow_prob=a.warmstart_slow_prob,
         eval_n=a.eval_n,
         eval_limit=a.eval_limit,
         seed=a.seed,

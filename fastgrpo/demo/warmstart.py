@@ -77,7 +77,7 @@ class WarmStartSettings:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     # Data: a slow/fast mix; a float, or one probability per k from task.K_MIN.
-    slow_prob: float | tuple[float, ...] = (0.5, 0.3, 0.6, 0.99, 0.995)
+    slow_prob: float | tuple[float, ...] = task.WARMSTART_SLOW_PROB
     slow_style: str = "carry"
     format_prompt: str = task.FORMAT_PROMPT
     system_prompt: str | None = None

@@ -60,6 +60,32 @@ def test_saved_result_is_reused_only_with_the_same_settings(tmp_path: Path) -> N
     assert demo_seeds.seed_fingerprint(demo_seeds.seed_options(base, tmp_path, 4)) != demo_seeds.seed_fingerprint(o)
 
 
+def test_grpo_result_is_reused_by_a_fast_variant_only_when_grpo_settings_match(tmp_path: Path) -> None:
+    """--fast-config X --grpo-from DIR: a FAST-GRPO variant reuses each seed's GRPO run from DIR, never when
+    anything GRPO's result depends on differs (its config, an override, the warm-start mix)."""
+    rows = {"grpo": {"2": {"accuracy": 1.0, "mean_tokens": 9.0, "slow_fraction": 0.5, "samples": 4}},
+            "fast": {"2": {"accuracy": 1.0, "mean_tokens": 7.0, "slow_fraction": 0.0, "samples": 4}}}
+    first = demo_seeds.seed_options(DemoOptions(out=tmp_path / "a", cache=tmp_path / "cache"), tmp_path / "a", 2)
+    first.out.mkdir(parents=True)
+    fps = {name: demo_seeds.run_fingerprint(first, name) for name in ("grpo", "fast")}
+    (first.out / "result.json").write_text(json.dumps({"fingerprint": "x", "run_fingerprints": fps,
+                                                       "results": rows}))
+    variant_cfg = tmp_path / "fast_variant.yaml"
+    variant_cfg.write_text(DemoOptions().fast_config.read_text().replace("thinking_reward_weight: 0.15",
+                                                                         "thinking_reward_weight: 0.05"))
+    variant = demo_seeds.seed_options(DemoOptions(out=tmp_path / "b", cache=tmp_path / "cache",
+                                                  fast_config=variant_cfg), tmp_path / "b", 2)
+    assert demo_seeds.run_fingerprint(variant, "fast") != fps["fast"]
+    assert demo_seeds.saved_grpo(variant, 2, tmp_path / "a") == {2: KRow(1.0, 9.0, 0.5, 4)}
+    assert demo_seeds.saved_grpo(variant, 2, None) is None  # nothing saved in its own folder
+    assert demo_seeds.saved_grpo(variant, 3, tmp_path / "a") is None  # another seed
+    for changed in (DemoOptions(out=tmp_path / "b", cache=tmp_path / "cache", fast_config=variant_cfg,
+                                extra_overrides=["actor.lr=2e-4"]),
+                    DemoOptions(out=tmp_path / "b", cache=tmp_path / "cache", fast_config=variant_cfg,
+                                warmstart_slow_prob=(0.5, 0.3, 0.6, 0.999, 0.999))):
+        assert demo_seeds.saved_grpo(demo_seeds.seed_options(changed, tmp_path / "b", 2), 2, tmp_path / "a") is None
+
+
 @pytest.mark.slow
 def test_two_quick_seeds_run_side_by_side_then_resume_from_their_results(tmp_path: Path) -> None:
     cmd = [sys.executable, str(REPO / "benchmarks" / "demo_seeds.py"), "--quick", "--seeds", "2", "--jobs", "2",

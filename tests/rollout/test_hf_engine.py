@@ -10,27 +10,42 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fastgrpo.models.tiny import build_tiny_qwen2
 from fastgrpo.rollout import PromptInput, SamplingParams, make_engine
-from fastgrpo.rollout.hf import counter_uniform, row_seed
+from fastgrpo.rollout.hf import counter_uniform, row_seed, sample_tokens
 
 
-def test_gumbel_max_with_counter_noise_samples_the_softmax() -> None:
-    logits = torch.tensor([0.0, 1.0, 2.0, -1.0], dtype=torch.float64)
+def test_sample_tokens_draws_from_the_softmax() -> None:
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0, float("-inf")])  # the last one masked by a warper
     seeds = torch.tensor([row_seed(7, i, 0) for i in range(20000)])
-    counts = torch.zeros(4, dtype=torch.float64)
+    counts = torch.zeros(5, dtype=torch.float64)
     for pos in range(5):
-        g = -torch.log(-torch.log(counter_uniform(seeds, pos, 4)))
-        counts += torch.bincount((logits[None] + g).argmax(-1), minlength=4)
+        counts += torch.bincount(sample_tokens(logits.expand(len(seeds), -1), seeds, pos), minlength=5)
     freq = counts / counts.sum()
-    assert torch.allclose(freq, torch.softmax(logits, 0), atol=0.01), freq
+    assert counts[4] == 0
+    assert torch.allclose(freq[:4], torch.softmax(logits[:4].double(), 0), atol=0.01), freq
+
+
+def test_sample_tokens_at_the_real_vocabulary_keeps_tail_mass() -> None:
+    """151,936 tokens, mass spread over the whole vocabulary: the float64 CDF still hits every region."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(151_936, generator=g)
+    seeds = torch.tensor([row_seed(3, i, 0) for i in range(4000)])
+    tokens = torch.cat([sample_tokens(logits.expand(250, -1), seeds[i : i + 250], 0) for i in range(0, 4000, 250)])
+    probs = torch.softmax(logits.double(), 0)
+    # the fraction drawn from the upper half of the vocabulary matches its probability mass
+    upper = float(probs[75_968:].sum())
+    assert abs(float((tokens >= 75_968).double().mean()) - upper) < 0.03
+    assert int(tokens.max()) < 151_936 and len(set(tokens.tolist())) > 3000
 
 
 def test_counter_uniform_is_uniform_and_keyed() -> None:
-    seeds = torch.tensor([row_seed(1, i, j) for i in range(50) for j in range(8)])
-    u = counter_uniform(seeds, 3, 266)
+    seeds = torch.tensor([row_seed(1, i, j) for i in range(5000) for j in range(8)])
+    u = counter_uniform(seeds, 3)
     assert float(u.min()) > 0.0 and float(u.max()) < 1.0
     assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
-    assert torch.equal(u[5:9], counter_uniform(seeds[5:9], 3, 266))  # a row's noise ignores the other rows
-    assert not torch.equal(u, counter_uniform(seeds, 4, 266))
+    assert torch.equal(u[5:9], counter_uniform(seeds[5:9], 3))  # a row's draw ignores the other rows
+    later = counter_uniform(seeds, 4)
+    assert not torch.equal(u, later)
+    assert abs(float(torch.corrcoef(torch.stack([u, later]))[0, 1])) < 0.05  # positions are not correlated
 
 
 @pytest.fixture(scope="module")
