@@ -35,9 +35,9 @@ FAST-GRPO, measured), not fast vs slow thinking on an easy question."""
 N_TEST_PER_K = 150
 """Held-out questions per k (fewer for k=2, which has only 81 sums): one standard error is ~1.5 points."""
 FORMAT_PROMPT = "{{ content }}="
+"""Jinja `data.format_prompt` for the demo: the user turn is just "3+5+2=" (every char is a token)."""
 WARMSTART_SLOW_PROB = (0.5, 0.3, 0.6, 0.99, 0.995)
 """The warm-start mix: probability of a slow solution for k = K_MIN..K_MAX (see fastgrpo.demo.warmstart)."""
-"""Jinja `data.format_prompt` for the demo: the user turn is just "3+5+2=" (every char is a token)."""
 
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 _FORMAT_RE = re.compile(r"^<think>.*</think>\s*\\boxed\{[^{}]*\}\s*$", re.DOTALL)

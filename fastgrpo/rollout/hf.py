@@ -77,7 +77,7 @@ def sample_tokens(scores: torch.Tensor, row_seeds: torch.Tensor, position: int) 
 
     Why not Gumbel-max with per-token counter noise: that hashes rows x vocab integers at every step, about
     2 s per step for 32 rows at a 151,936 vocabulary on CPU (the rollout was 90% of a real-vocabulary
-    training step); this needs one uniform per row (~40 ms per step there). The CDF is two-level: float64
+    training step); this needs one uniform per row (~70 ms per step there). The CDF is two-level: float64
     running sums of per-block float32 sums (`SAMPLE_BLOCK` entries each) pick a block, a float64 cumsum
     inside it picks the token, so no sequential scan runs over the whole vocabulary and a token's
     probability is off by ~1e-7 relative at most (float32 block sums). Tokens a warper masked (-inf)

@@ -37,6 +37,15 @@ def test_sample_tokens_at_the_real_vocabulary_keeps_tail_mass() -> None:
     assert int(tokens.max()) < 151_936 and len(set(tokens.tolist())) > 3000
 
 
+def test_sample_tokens_takes_bf16_logits_as_their_float32_values() -> None:
+    """bf16 compute hands the sampler bf16 logits: it samples them in float32, the same tokens."""
+    logits = torch.randn(64, 151_936, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    seeds = torch.tensor([row_seed(5, i, 0) for i in range(64)])
+    tokens = sample_tokens(logits, seeds, 2)
+    assert tokens.dtype == torch.int64 and tokens.shape == (64,)
+    assert torch.equal(tokens, sample_tokens(logits.float(), seeds, 2))
+
+
 def test_counter_uniform_is_uniform_and_keyed() -> None:
     seeds = torch.tensor([row_seed(1, i, j) for i in range(5000) for j in range(8)])
     u = counter_uniform(seeds, 3)
