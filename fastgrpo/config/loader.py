@@ -269,6 +269,9 @@ def validate(cfg: Config) -> Config:
         if not prev < stage.epoch_ratio <= 1.0:
             raise ConfigError(f"{key}.epoch_ratio must increase and lie in (0, 1], got {stage.epoch_ratio}")
         prev = stage.epoch_ratio
+    if a.max_prompts_per_round is not None and a.max_prompts_per_round < cfg.data.rollout_batch_size:
+        raise ConfigError(f"algorithm.max_prompts_per_round ({a.max_prompts_per_round}) must be >= "
+                          f"data.rollout_batch_size ({cfg.data.rollout_batch_size}), or null (one batch per round)")
     if a.filter_key not in ("accuracy", "overall", "format"):
         raise ConfigError(f"algorithm.filter_key: {a.filter_key!r} is not a per-sample score; choose accuracy, overall or format")
     betas = cfg.actor.betas

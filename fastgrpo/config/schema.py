@@ -165,8 +165,14 @@ class AlgorithmConfig:
     the opposite of the seed prose's "medium-hard first, then easy" (docs/algorithm.md section 7). `[]`: the
     static bounds."""
     max_try_make_batch: int = 5
-    """Most generation rounds (of rollout_batch_size prompts each) per step, >= 1. A batch still short then
-    trains smaller, with a warning; if no group passes at all, training stops with an error."""
+    """Most generation rounds per step, >= 1. A batch still short then trains smaller, with a warning; if no
+    group passes at all, training stops with an error."""
+    max_prompts_per_round: int | None = None
+    """With online filtering, the most prompts one generation round may draw (>= data.rollout_batch_size;
+    null: data.rollout_batch_size, so every round draws one batch of prompts). A round draws enough prompts
+    to fill what the batch still lacks at the pass rate of the previous round, within [rollout_batch_size,
+    this]: under a strict Slow2Fast stage one large round replaces several small ones (DAPO's larger
+    generation batch, sized by the pass rate). Passing groups beyond the batch are dropped."""
     # PPO-clip policy loss (step 7).
     clip_ratio_low: float = 0.2
     """PPO clip epsilon below 1: the ratio is clipped at 1 - clip_ratio_low."""

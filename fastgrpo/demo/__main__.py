@@ -11,6 +11,8 @@ Stages (each skipped or resumed when its output already exists):
   3. train       configs/demo.yaml (FAST-GRPO) and configs/demo_grpo.yaml (plain GRPO)
   4. export      each run's final checkpoint -> <run>/export (HF folder)
   5. eval        base, grpo and fast on the test split, broken down by k
+  Stages 3-5 run in two lanes side by side (`--jobs 2`, the default; each command gets half the torch
+  threads, its output in <out>/logs/): FAST-GRPO's train, export, eval; and the base eval, then GRPO's.
   6. report      table + plot per k (runs/demo/report.md, runs/demo/demo_per_k.png), and the
                  verdict of this run against the demo's targets (fastgrpo/demo/verdict.py)
 """
@@ -24,12 +26,15 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -51,6 +56,11 @@ class DemoOptions:
     n_train: int = 4000
     n_test_per_k: int = task.N_TEST_PER_K
     threads: int = 2
+    jobs: int = 2
+    """Lanes run side by side after the warm-start (1: one stage after another, output on the terminal).
+    Why 2: the tiny model's rollout barely gains from a second thread (the per-token loop dominates), so
+    two 1-thread lanes finish sooner than two 2-thread runs in a row (297 s against 340 s measured for the
+    train/export/eval part on the 2-core demo machine, benchmarks/RESULTS.md)."""
     steps: int | None = None
     """Override trainer.max_steps for both runs (None: the configs' value)."""
     warmstart_steps: int | None = None
@@ -74,6 +84,8 @@ class Stage:
     name: str
     seconds: float = 0.0
     status: str = "pending"
+    log: Path | None = None
+    lane: str = ""
 
 
 class DemoError(RuntimeError):
@@ -411,7 +423,8 @@ def reading(results: dict[str, dict[int, KRow]]) -> list[str]:
     return out
 
 
-def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: list[Stage]) -> Path:
+def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: list[Stage],
+                 wall: float | None = None) -> Path:
     png = plot_per_k(results, o.out / "demo_per_k.png")
     lines = [
         "# fastgrpo CPU demo: fast-slow thinking in miniature",
@@ -430,16 +443,15 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
         *verdict_section(results),
         "## Stages",
         "",
-        "| stage | status | seconds |",
-        "|---|---|---|",
+        "| stage | status | seconds | lane |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} |" for s in stages]
-    lines += [
-        "",
-        f"Total: {sum(s.seconds for s in stages):.1f} s on {os.cpu_count()} CPU cores "
-        f"({o.threads} torch threads).",
-        "",
-    ]
+    lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} | {s.lane or '-'} |" for s in stages]
+    wall = sum(s.seconds for s in stages) if wall is None else wall
+    how = (f"{o.threads} torch threads" if o.jobs == 1 else
+           f"warm-start with {o.threads} torch threads, then two lanes side by side with "
+           f"{max(1, o.threads // o.jobs)} each, so the stage times add up to more than the total")
+    lines += ["", f"Total: {wall:.1f} s on {os.cpu_count()} CPU cores ({how}).", ""]
     report = o.out / "report.md"
     report.write_text("\n".join(lines))
     return report
@@ -495,43 +507,136 @@ def print_results(results: dict[str, dict[int, KRow]]) -> None:
 
 # ----------------------------------------------------------------------------------------- main
 def run_demo(o: DemoOptions) -> Path:
+    if o.jobs not in (1, 2):
+        raise DemoError(f"jobs must be 1 or 2 (the demo has two training runs), got {o.jobs}")
     o.out = o.out.resolve()  # the commands run from the repo root, wherever the demo was started
     o.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     stages: list[Stage] = []
-    models: dict[str, Path] = {}
 
-    def stage(name: str, fn: Any, *args: Any) -> Any:
-        s = Stage(name)
+    def stage(name: str, fn: Any, opts: DemoOptions, *args: Any, lane: str = "") -> Any:
+        s = Stage(name, log=opts.log, lane=lane if o.jobs > 1 else "")
         stages.append(s)
-        console.rule(f"[bold]{name}")
-        t0 = time.perf_counter()
+        if o.jobs == 1:
+            console.rule(f"[bold]{name}")
+        start = time.perf_counter()
         try:
-            out = fn(*args)
+            out = fn(opts, *args)
             s.status = "ok"
             return out
-        except Exception:
+        except BaseException:
             s.status = "failed"
             raise
         finally:
-            s.seconds = time.perf_counter() - t0
+            s.seconds = time.perf_counter() - start
 
     stage("data", stage_data, o)
-    models["base"] = stage("warm-start", stage_warmstart, o)
-    for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config)):
-        run_dir = stage(f"train {name}", stage_train, o, config, name)
-        models[name] = stage(f"export {name}", stage_export, o, run_dir)
-    results: dict[str, dict[int, KRow]] = {}
-    for name in MODELS:
-        eval_dir = stage(f"eval {name}", stage_eval, o, models[name], name)
-        results[name] = per_k_from_generations(eval_dir / "generations.jsonl")
-    report = write_report(o, results, stages)
+    stage("warm-start", stage_warmstart, o)
+    evals = run_lanes(o, stage)
+    results = {name: per_k_from_generations(evals[name] / "generations.jsonl") for name in MODELS}
+    wall = time.perf_counter() - t0
+    report = write_report(o, results, stages, wall)
     print_results(results)
     print_verdict(results)
-    console.print(
-        f"wrote {report} and {o.out / 'demo_per_k.png'} (total {sum(s.seconds for s in stages):.0f} s)",
-        highlight=False,
-    )
+    console.print(f"wrote {report} and {o.out / 'demo_per_k.png'} (total {wall:.0f} s)", highlight=False)
     return report
+
+
+def _lane_options(o: DemoOptions, stage_name: str) -> DemoOptions:
+    """A lane's stage: half the threads, and its own log file unless the caller gave one."""
+    if o.jobs == 1:
+        return o
+    log = o.log or o.out / "logs" / f"{stage_name.replace(' ', '_')}.log"
+    return replace(o, threads=max(1, o.threads // o.jobs), log=log)
+
+
+def run_lanes(o: DemoOptions, stage: Any) -> dict[str, Path]:
+    """Train, export and evaluate: FAST-GRPO in one lane; the base model's eval, then GRPO, in the other.
+
+    With `o.jobs == 2` the lanes run side by side with a live view of each (training steps read from the
+    run's metrics.jsonl); a failed lane lets the other finish its current command, then the demo stops
+    naming the failed command and its log.
+    """
+    evals: dict[str, Path] = {}
+    current: dict[str, tuple[str, Path | None]] = {}
+    failed = threading.Event()
+
+    def run(lane: str, name: str, fn: Any, *args: Any) -> Any:
+        if failed.is_set():
+            raise DemoError(f"{name} not started: the other lane failed")
+        opts = _lane_options(o, name)
+        current[lane] = (name, opts.log)
+        try:
+            return stage(name, fn, opts, *args, lane=lane)
+        except BaseException:
+            failed.set()
+            raise
+
+    def model_lane(lane: str, name: str, config: Path) -> None:
+        run_dir = run(lane, f"train {name}", stage_train, config, name)
+        model = run(lane, f"export {name}", stage_export, run_dir)
+        evals[name] = run(lane, f"eval {name}", stage_eval, model, name)
+
+    def lane_fast() -> None:
+        model_lane("fast", "fast", o.fast_config)
+
+    def lane_grpo() -> None:
+        evals["base"] = run("grpo", "eval base", stage_eval, o.out / "base", "base")
+        model_lane("grpo", "grpo", o.grpo_config)
+
+    if o.jobs == 1:
+        lane_grpo()
+        lane_fast()
+        return evals
+    total_steps = {name: _max_steps(o, config) for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config))}
+    console.print(f"two lanes side by side ({max(1, o.threads // o.jobs)} torch thread(s) each); "
+                  f"each command's output goes to {o.out / 'logs'}/<stage>.log", highlight=False)
+    with ThreadPoolExecutor(max_workers=2) as pool, Progress(
+        TextColumn("{task.fields[lane]:>4}"), TextColumn("{task.description:<12}"), BarColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+    ) as progress:
+        futures = {lane: pool.submit(fn) for lane, fn in (("fast", lane_fast), ("grpo", lane_grpo))}
+        bars = {lane: progress.add_task("", total=None, lane=lane) for lane in futures}
+        while not all(f.done() for f in futures.values()):
+            for lane, bar in bars.items():
+                _show_lane(progress, bar, current.get(lane), o, total_steps, futures[lane])
+            time.sleep(0.5)
+        for lane, bar in bars.items():
+            _show_lane(progress, bar, current.get(lane), o, total_steps, futures[lane])
+    errors = [(lane, f.exception()) for lane, f in futures.items() if f.exception() is not None]
+    errors.sort(key=lambda e: "not started" in str(e[1]))  # the lane that failed first, not the one it stopped
+    if errors:
+        lane, err = errors[0]
+        name, log = current[lane]
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log and log.exists() else ""
+        raise DemoError(f"{name}: {err}" + (f"\nlast lines of {log}:\n{tail}" if tail else ""))
+    return evals
+
+
+def _max_steps(o: DemoOptions, config: Path) -> int | None:
+    if o.steps is not None:
+        return o.steps
+    steps = (yaml.safe_load(config.read_text()) or {}).get("trainer", {}).get("max_steps")
+    return steps if isinstance(steps, int) else None
+
+
+def _show_lane(progress: Progress, bar: Any, now: tuple[str, Path | None] | None, o: DemoOptions,
+               total_steps: dict[str, int | None], future: Any) -> None:
+    """One lane's row: its stage, and for a training stage the steps logged so far."""
+    if now is None:
+        return
+    name, _ = now
+    if future.done():
+        ok = future.exception() is None
+        progress.update(bar, description="done" if ok else f"{name}: stopped", total=1, completed=int(ok))
+        return
+    kind, _, run = name.partition(" ")
+    if kind == "train":
+        metrics = o.out / run / "metrics.jsonl"
+        done = sum(1 for _ in metrics.open()) if metrics.exists() else 0
+        progress.update(bar, description=name, total=total_steps.get(run), completed=done)
+    else:
+        progress.update(bar, description=name, total=None, completed=0)
 
 
 def slow_probs(text: str) -> tuple[float, ...]:
@@ -550,7 +655,11 @@ def slow_probs(text: str) -> tuple[float, ...]:
 def parse_args(argv: list[str] | None = None) -> DemoOptions:
     ap = argparse.ArgumentParser(prog="python -m fastgrpo.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="Demo folder (default runs/demo).")
-    ap.add_argument("--threads", type=int, default=2, help="Torch threads for every stage.")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="Torch threads: the warm-start's, split between the lanes after it.")
+    ap.add_argument("--jobs", type=int, default=2, choices=(1, 2),
+                    help="2: after the warm-start, FAST-GRPO and GRPO train side by side (output in <out>/logs); "
+                    "1: one stage after another, output on the terminal.")
     ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs.")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps.")
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
@@ -567,6 +676,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     o = DemoOptions(
         out=a.out,
         threads=a.threads,
+        jobs=a.jobs,
         steps=a.steps,
         warmstart_steps=a.warmstart_steps,
         warmstart_slow_prob=a.warmstart_slow_prob,

@@ -9,7 +9,8 @@ exactly the prompt the trainer will build (chat template + `data.format_prompt`)
 
 Defaults: a 0.8M-parameter Qwen2 (hidden 128, 4 layers), 1800 AdamW steps of 32
 examples, lr 2e-3 with cosine decay, examples packed into rows (same loss as padding,
-about half the compute; about 285 s with 2 threads on the idle demo machine).
+about half the compute; 282-425 s with 2 threads on the idle demo machine, measured on
+different days: the same code, with bitwise-equal weights, varied that much).
 
 The loss is averaged per example (`loss_average="example"`), not per token. Why: a
 batch's tokens are mostly slow running sums (a k=6 solution has ~64 tokens, a fast
@@ -33,7 +34,8 @@ Under ~900 steps the model had not yet learned to copy operands and both modes w
 
 The result is cached in a folder named by a hash of every setting, written
 atomically, so repeated demos (and concurrent ones) reuse it. Results are
-deterministic for a given thread count (the float reductions differ across counts).
+deterministic; on the demo machine 1 and 2 threads gave bitwise-equal weights (2026-12-03),
+which other CPUs need not repeat, so the thread count is recorded in warmstart.json.
 """
 
 from __future__ import annotations

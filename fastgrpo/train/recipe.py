@@ -38,7 +38,7 @@ from rich.progress import (
 )
 
 from fastgrpo.algo.difficulty import DifficultyWindow
-from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, training_progress
+from fastgrpo.algo.filtering import BatchFiller, resolve_filter_bounds, round_prompts, training_progress
 from fastgrpo.algo.loss import agg_denominator, total_loss
 from fastgrpo.algo.rollout_is import rollout_mismatch, tis_weights
 from fastgrpo.config import Config, ConfigError, dump_config, to_dict
@@ -203,6 +203,7 @@ class FastGRPORecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.sampler = PromptSampler(len(self.examples), seed=cfg.data.seed, shuffle=cfg.data.shuffle)
         self.window = DifficultyWindow(cfg.algorithm.difficulty_window)
+        self.pass_rate = 1.0  # groups kept / generated in the last round: sizes the next (max_prompts_per_round)
         self.truncation = TruncationSettings(
             cfg.data.max_response_length, tuple(eos_token_ids(self.model, self.modality.tokenizer)),
             cfg.reward.overlong_buffer_len, cfg.reward.overlong_penalty_factor)
@@ -352,6 +353,7 @@ class FastGRPORecipe:
             group["lr"] = self.cfg.actor.lr * self._lr_lambda(self.scheduler.last_epoch)
         self.sampler.load_state_dict(state["sampler"])
         self.window.load_state_dict(state["difficulty_window"])
+        self.pass_rate = float(state.get("filter_pass_rate", 1.0))  # absent in checkpoints before it existed
         step = self._rewind_logs(int(state["step"]))
         log.info("resumed from %s (step %d)", path, step)
         return step
@@ -373,6 +375,7 @@ class FastGRPORecipe:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "difficulty_window": self.window.state_dict(),
+            "filter_pass_rate": self.pass_rate,
         }
         try:
             path = save_checkpoint(self.ckpt_root, step, self.model, self.optimizer, state, self.info,
@@ -515,8 +518,10 @@ class FastGRPORecipe:
         candidates: list[Group] = []
         timeouts = 0
         round_ = 0
+        cap = cfg.algorithm.max_prompts_per_round or target
         while not filler.done:
-            idx = self.sampler.next(target)
+            passed_before = filler.groups_passed
+            idx = self.sampler.next(round_prompts(filler.needed, target, cap, self.pass_rate))
             mine = [self.examples[i] for i in idx[info.rank :: info.world_size]]
             params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                     top_k=cfg.rollout.top_k, max_new_tokens=cfg.data.max_response_length,
@@ -545,6 +550,7 @@ class FastGRPORecipe:
             ordered = [gathered[j % info.world_size][j // info.world_size] for j in range(len(idx))]
             candidates.extend(ordered)
             filler.add(torch.tensor([g.scores.by_name(cfg.algorithm.filter_key) for g in ordered]), ordered)
+            self.pass_rate = (filler.groups_passed - passed_before) / len(ordered)
             round_ += 1
         self.engine.sleep()  # free vLLM's memory for the update; a no-op for HF
         failures = [RewardFailure(g.example.uid, g.texts[j], err) for g in candidates

@@ -10,6 +10,7 @@ from fastgrpo.algo.filtering import (
     filter_groups,
     group_filter_values,
     resolve_filter_bounds,
+    round_prompts,
     training_progress,
 )
 
@@ -126,3 +127,17 @@ def test_default_schedule_keeps_what_the_docs_say():
         low, high = resolve_filter_bounds(schedule, progress)
         keep = filter_groups(acc, low, high)
         assert [c for c in range(9) if keep[c]] == kept
+
+
+def test_round_prompts_fills_the_gap_at_the_last_pass_rate_within_bounds():
+    assert round_prompts(needed=16, base=16, cap=64, pass_rate=1.0) == 16  # nothing filtered: one batch
+    assert round_prompts(needed=16, base=16, cap=64, pass_rate=0.4) == 40  # 40 x 0.4 = 16 expected to pass
+    assert round_prompts(needed=16, base=16, cap=64, pass_rate=0.2) == 64  # 80 wanted, capped
+    assert round_prompts(needed=16, base=16, cap=64, pass_rate=0.0) == 64  # nothing passed: the largest round
+    assert round_prompts(needed=3, base=16, cap=64, pass_rate=0.5) == 16  # never below one batch
+    assert round_prompts(needed=3, base=4, cap=12, pass_rate=0.25) == 12
+    assert round_prompts(needed=3, base=4, cap=12, pass_rate=0.3) == 10  # ceil(3 / 0.3), not 11 from float error
+    # cap == base: every round draws one batch whatever the pass rate (the default, as before the option).
+    assert {round_prompts(n, 8, 8, p) for n in (1, 8) for p in (0.0, 0.1, 1.0)} == {8}
+    with pytest.raises(ValueError, match="base <= cap"):
+        round_prompts(needed=4, base=8, cap=4, pass_rate=0.5)

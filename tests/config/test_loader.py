@@ -367,6 +367,8 @@ def test_binary_file(tmp_path: Path) -> None:
         (["actor.betas=[0.9, 1.0]"], "each in [0, 1), got [0.9, 1.0]"),
         (["algorithm.easy_percentile=101"], "algorithm.easy_percentile must be in [0, 100]"),
         (["algorithm.max_try_make_batch=0"], "algorithm.max_try_make_batch must be >= 1"),
+        (["data.rollout_batch_size=16", "algorithm.max_prompts_per_round=8"],
+         "algorithm.max_prompts_per_round (8) must be >= data.rollout_batch_size (16)"),
         (["algorithm.filter_key=reward"], "algorithm.filter_key: 'reward' is not a per-sample score"),
         (["data.rollout_batch_size=0"], "data.rollout_batch_size must be >= 1"),
         (["data.max_response_length=0"], "data.max_response_length must be >= 1"),

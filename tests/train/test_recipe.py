@@ -72,13 +72,33 @@ def test_training_learns_toy_reward_and_changes_parameters(tiny_model: Path, toy
     assert (run_dir / "hf_base" / "config.json").exists() and (run_dir / "hf_base" / "tokenizer.json").exists()
 
 
+# Online filtering that drops most groups of the toy task (its `overall` means mostly lie above 0.3), with rounds
+# sized by the pass rate: refill rounds of uneven sizes (7, 11, 16 prompts), which the ranks must split and
+# agree on, and a pass rate that a resumed run must restore from its checkpoint.
+FILTERED = {"algorithm.online_filtering": True, "algorithm.filter_key": "overall",
+            "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 0.3}]",
+            "algorithm.max_prompts_per_round": 12, "data.max_response_length": 10}
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process(tiny_model: Path, toy_data: Path, tmp_path: Path) -> None:
     """torchrun --nproc_per_node 2 (FSDP2, gloo) computes the same steps as one process with the same global batch."""
-    extra = {"trainer.max_steps": 3, "algorithm.online_filtering": True, "algorithm.filter_key": "overall",
-             "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 1.0}]",
-             "data.max_response_length": 10}
-    assert_two_processes_match_one(tiny_model, toy_data, tmp_path, extra)
+    assert_two_processes_match_one(tiny_model, toy_data, tmp_path, {**FILTERED, "trainer.max_steps": 3})
+
+
+def test_resume_restores_the_pass_rate_that_sizes_refill_rounds(tiny_model: Path, toy_data: Path,
+                                                                  tmp_path: Path) -> None:
+    reference = read_metrics(train(toy_config(tiny_model, toy_data, tmp_path / "ref",
+                                              **{**FILTERED, "trainer.max_steps": 5})))
+    seen = [r["filter/groups_seen"] for r in reference]
+    # The rounds really are sized by the last round's pass rate: not all steps draw one batch of 4 prompts.
+    assert any(s % 4 for s in seen) and max(seen) > 4, seen
+    assert all(r["filter/groups_kept"] == 4 for r in reference)
+    # Stop after step 2 (its checkpoint holds the pass rate), then resume to step 5.
+    out = tmp_path / "resumed"
+    train(toy_config(tiny_model, toy_data, out, **{**FILTERED, "trainer.max_steps": 2, "trainer.save_freq": 2}))
+    resumed = read_metrics(train(toy_config(tiny_model, toy_data, out, **{**FILTERED, "trainer.max_steps": 5})))
+    _assert_metrics_close(reference, resumed, rel=1e-6)
 
 
 def assert_two_processes_match_one(model: Path, data: Path, tmp_path: Path, extra: dict) -> None:

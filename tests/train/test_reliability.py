@@ -27,12 +27,8 @@ from fastgrpo.train.recipe import BadCheckpointError, TrainingError, TrainingSto
 from fastgrpo.train.signals import EXIT_STOPPED
 
 from .conftest import REWARD_FILE, read_metrics, toy_config, toy_overrides
-from .test_recipe import REPO, _assert_metrics_close, _cli
+from .test_recipe import FILTERED, REPO, _assert_metrics_close, _cli
 
-# Online filtering on, as in the 1-vs-2-process parity test: the refill rounds are part of what must resume exactly.
-PARITY = {"algorithm.online_filtering": True, "algorithm.filter_key": "overall",
-          "algorithm.dynamic_filter_schedule": "[{epoch_ratio: 1.0, filter_low: 0.04, filter_high: 1.0}]",
-          "data.max_response_length": 10}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -226,7 +222,9 @@ def _torchrun(*launcher: str, run_root: Path, extra: dict, tiny_model: Path, toy
             *toy_overrides(tiny_model, toy_data, run_root, **extra)]
 
 
-TWO_PROC = {**PARITY, "trainer.max_steps": 4}
+# Online filtering on, as in the 1-vs-2-process parity test: the refill rounds (and the pass rate that sizes
+# them) are part of what must resume exactly.
+TWO_PROC = {**FILTERED, "trainer.max_steps": 4}
 
 
 @pytest.fixture(scope="module")
