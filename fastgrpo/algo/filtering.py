@@ -250,9 +250,10 @@ def round_prompts(needed: int, base: int, cap: int, pass_rate: float) -> int:
     """Prompts the next generation round draws: enough to fill `needed` groups at `pass_rate`, in [base, cap].
 
     Why: when a Slow2Fast stage filters most groups, refilling `base` prompts at a time costs many
-    small generation rounds, and one large round takes far less than several small ones (decoding pays a
-    per-token cost that a larger batch shares: the demo model draws 64 prompts x 8 in 1.5 s, 16 x 8 in 0.7 s). `pass_rate` is the fraction of groups the last round
-    kept; at 0 the round draws `cap`. With cap == base this is always `base` (one round = one batch).
+    small generation rounds, and one large round takes far less than several small ones (decoding pays
+    a per-token cost that a larger batch shares: the demo model draws 64 prompts x 8 in 1.5 s, 16 x 8 in
+    0.7 s). `pass_rate` is the fraction of groups the last round kept; at 0 the round draws `cap`.
+    With cap == base this is always `base` (one round = one batch).
     """
     if base < 1 or cap < base:
         raise ValueError(f"need 1 <= base <= cap, got base={base}, cap={cap}")

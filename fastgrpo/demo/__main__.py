@@ -84,7 +84,6 @@ class Stage:
     name: str
     seconds: float = 0.0
     status: str = "pending"
-    log: Path | None = None
     lane: str = ""
 
 
@@ -450,7 +449,7 @@ def write_report(o: DemoOptions, results: dict[str, dict[int, KRow]], stages: li
     wall = sum(s.seconds for s in stages) if wall is None else wall
     how = (f"{o.threads} torch threads" if o.jobs == 1 else
            f"warm-start with {o.threads} torch threads, then two lanes side by side with "
-           f"{max(1, o.threads // o.jobs)} each, so the stage times add up to more than the total")
+           f"{lane_threads(o)} each, so the stage times add up to more than the total")
     lines += ["", f"Total: {wall:.1f} s on {os.cpu_count()} CPU cores ({how}).", ""]
     report = o.out / "report.md"
     report.write_text("\n".join(lines))
@@ -515,7 +514,7 @@ def run_demo(o: DemoOptions) -> Path:
     stages: list[Stage] = []
 
     def stage(name: str, fn: Any, opts: DemoOptions, *args: Any, lane: str = "") -> Any:
-        s = Stage(name, log=opts.log, lane=lane if o.jobs > 1 else "")
+        s = Stage(name, lane=lane if o.jobs > 1 else "")
         stages.append(s)
         if o.jobs == 1:
             console.rule(f"[bold]{name}")
@@ -542,12 +541,17 @@ def run_demo(o: DemoOptions) -> Path:
     return report
 
 
+def lane_threads(o: DemoOptions) -> int:
+    """Torch threads of each lane's commands: `o.threads` split between the `o.jobs` lanes."""
+    return max(1, o.threads // o.jobs)
+
+
 def _lane_options(o: DemoOptions, stage_name: str) -> DemoOptions:
-    """A lane's stage: half the threads, and its own log file unless the caller gave one."""
+    """A lane's stage: its share of the threads, and its own log file unless the caller gave one."""
     if o.jobs == 1:
         return o
     log = o.log or o.out / "logs" / f"{stage_name.replace(' ', '_')}.log"
-    return replace(o, threads=max(1, o.threads // o.jobs), log=log)
+    return replace(o, threads=lane_threads(o), log=log)
 
 
 def run_lanes(o: DemoOptions, stage: Any) -> dict[str, Path]:
@@ -589,7 +593,7 @@ def run_lanes(o: DemoOptions, stage: Any) -> dict[str, Path]:
         lane_fast()
         return evals
     total_steps = {name: _max_steps(o, config) for name, config in (("grpo", o.grpo_config), ("fast", o.fast_config))}
-    console.print(f"two lanes side by side ({max(1, o.threads // o.jobs)} torch thread(s) each); "
+    console.print(f"two lanes side by side ({lane_threads(o)} torch thread(s) each); "
                   f"each command's output goes to {o.out / 'logs'}/<stage>.log", highlight=False)
     with ThreadPoolExecutor(max_workers=2) as pool, Progress(
         TextColumn("{task.fields[lane]:>4}"), TextColumn("{task.description:<12}"), BarColumn(),

@@ -9,7 +9,7 @@ exactly the prompt the trainer will build (chat template + `data.format_prompt`)
 
 Defaults: a 0.8M-parameter Qwen2 (hidden 128, 4 layers), 1800 AdamW steps of 32
 examples, lr 2e-3 with cosine decay, examples packed into rows (same loss as padding,
-about half the compute; 282-425 s with 2 threads on the idle demo machine, measured on
+about half the compute; 282-358 s with 2 threads on the idle demo machine, measured on
 different days: the same code, with bitwise-equal weights, varied that much).
 
 The loss is averaged per example (`loss_average="example"`), not per token. Why: a
