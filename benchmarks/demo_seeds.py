@@ -40,6 +40,7 @@ import yaml
 
 from fastgrpo.demo import verdict
 from fastgrpo.demo.__main__ import (
+    WARMSTART_DTYPES,
     DemoError,
     DemoOptions,
     KRow,
@@ -218,6 +219,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     ap.add_argument("--quick", action="store_true", help="Smoke test: the demo's --quick settings for every seed.")
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Warm-start mix: slow-solution probability per k (default: the demo's).")
+    ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps (default: the demo's).")
+    ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
+                    help="Warm-start compute (default auto: bfloat16 where the CPU has native bf16, else float32).")
     ap.add_argument("--fast-config", type=Path, default=None,
                     help="FAST-GRPO config instead of configs/demo.yaml (a variant to compare with the same GRPO runs).")
     ap.add_argument("--grpo-from", type=Path, default=None,
@@ -229,7 +233,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     if a.jobs < 1 or a.threads < 1:
         ap.error("--jobs and --threads must be >= 1")
     o = DemoOptions(out=a.out.resolve(), cache=a.cache.resolve(), threads=a.threads, steps=a.steps,
-                    extra_overrides=list(a.overrides), warmstart_slow_prob=a.warmstart_slow_prob)
+                    extra_overrides=list(a.overrides), warmstart_slow_prob=a.warmstart_slow_prob,
+                    warmstart_steps=a.warmstart_steps, warmstart_dtype=a.warmstart_dtype)
     if a.fast_config is not None:
         if not a.fast_config.is_file():
             ap.error(f"--fast-config {a.fast_config}: no such file")

@@ -45,6 +45,7 @@ from fastgrpo.run_dir import RunDir, latest_checkpoint
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("base", "grpo", "fast")
+WARMSTART_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -66,6 +67,9 @@ class DemoOptions:
     warmstart_steps: int | None = None
     warmstart_slow_prob: tuple[float, ...] | None = None
     """Slow-solution probability per k of the warm-start mix; None: WarmStartSettings' default."""
+    warmstart_dtype: str = "auto"
+    """Warm-start compute: "auto" is bfloat16 autocast where the CPU has native bf16 (faster there; other
+    weights, so its own cache and its own multi-seed figures in benchmarks/RESULTS.md), else float32."""
     eval_n: int | None = None
     eval_limit: int | None = None
     eval_max_new_tokens: int | None = None
@@ -178,7 +182,19 @@ def warmstart_settings(o: DemoOptions) -> Any:
         kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
     if o.warmstart_slow_prob is not None:
         kw["slow_prob"] = tuple(o.warmstart_slow_prob)
+    kw["compute_dtype"] = resolve_warmstart_dtype(o.warmstart_dtype)
     return WarmStartSettings(**kw)
+
+
+def resolve_warmstart_dtype(name: str) -> str:
+    """"auto" -> "bfloat16" on CPUs with native bf16, else "float32"; an explicit dtype is kept."""
+    from fastgrpo.demo.warmstart import COMPUTE_DTYPES, cpu_has_native_bf16
+
+    if name == "auto":
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    if name not in COMPUTE_DTYPES:
+        raise DemoError(f"warm-start dtype must be auto or one of {COMPUTE_DTYPES}, got {name!r}")
+    return name
 
 
 def cache_root(o: DemoOptions) -> Path:
@@ -669,6 +685,9 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Slow-solution probability per k of the warm-start mix (default "
                     f"{','.join(map(str, task.WARMSTART_SLOW_PROB))}).")
+    ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
+                    help="Warm-start compute: auto (default) is bfloat16 autocast where the CPU has native bf16, "
+                    "else float32. Each dtype trains other weights, cached apart.")
     ap.add_argument("--eval-n", type=int, default=None, help="Samples per test question.")
     ap.add_argument("--eval-limit", type=int, default=None, help="Only the first N test questions.")
     ap.add_argument("--seed", type=int, default=0, help="Data seed (train/test splits).")
@@ -684,6 +703,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         steps=a.steps,
         warmstart_steps=a.warmstart_steps,
         warmstart_slow_prob=a.warmstart_slow_prob,
+        warmstart_dtype=a.warmstart_dtype,
         eval_n=a.eval_n,
         eval_limit=a.eval_limit,
         seed=a.seed,

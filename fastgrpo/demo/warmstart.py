@@ -11,6 +11,11 @@ Defaults: a 0.8M-parameter Qwen2 (hidden 128, 4 layers), 1800 AdamW steps of 32
 examples, lr 2e-3 with cosine decay, examples packed into rows (same loss as padding,
 about half the compute; 282-358 s with 2 threads on the idle demo machine, measured on
 different days: the same code, with bitwise-equal weights, varied that much).
+On CPUs with native bf16 (`cpu_has_native_bf16`) the demo runs the forward and loss under
+bf16 autocast (`compute_dtype`): the step is compute-bound (matmuls and attention, 69% of
+its time), weights and AdamW stay fp32, and the sampled modes probe the same as fp32's
+(benchmarks/RESULTS.md). Its weights differ, so it has its own cache and its own
+multi-seed figures; elsewhere bf16 is emulated and slower, so fp32 stays.
 
 The loss is averaged per example (`loss_average="example"`), not per token. Why: a
 batch's tokens are mostly slow running sums (a k=6 solution has ~64 tokens, a fast
@@ -40,6 +45,7 @@ which other CPUs need not repeat, so the thread count is recorded in warmstart.j
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -65,6 +71,25 @@ WARMSTART_VERSION = 1
 """Bump when the training code changes in a way that changes results: old caches stop matching."""
 DONE_FILE = "warmstart.json"
 LOSS_AVERAGES = ("token", "example")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 matmuls natively (x86 AVX512-BF16 or AMX, Arm's BF16 extension).
+
+    Why it matters: without them torch emulates bf16, and autocast makes the warm-start slower than fp32.
+    Read from /proc/cpuinfo (torch has no public query); elsewhere (macOS, Windows) we assume no.
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False
 
 
 @dataclass(frozen=True)
@@ -99,13 +124,20 @@ class WarmStartSettings:
     loss_average: str = "example"
     """Loss average: "token" (one mean over every response token of the batch) or "example" (the mean of
     per-example means; see the module docstring for why)."""
+    compute_dtype: str = "float32"
+    """"bfloat16": forward and loss under CPU autocast (weights and AdamW stay fp32). Other weights than
+    fp32's, so another cache; worth it only on CPUs with native bf16 (`cpu_has_native_bf16`)."""
 
-    def __post_init__(self) -> None:
-        if self.loss_average not in LOSS_AVERAGES:  # fail before minutes of training, not at step 0
+    def __post_init__(self) -> None:  # fail before minutes of training, not at step 0
+        if self.loss_average not in LOSS_AVERAGES:
             raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {self.loss_average!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
+        if self.compute_dtype == "float32":  # the setting came later: fp32 caches keep their old names
+            del d["compute_dtype"]
         d["slow_prob"] = list(self.slow_prob) if isinstance(self.slow_prob, tuple) else self.slow_prob
         d["_version"] = WARMSTART_VERSION
         d["_tokenizer"] = _tokenizer_fingerprint()
@@ -299,6 +331,11 @@ def train_warmstart(
         lr=s.lr,
         betas=(0.9, 0.98),
     )
+    def amp() -> contextlib.AbstractContextManager[Any]:
+        if s.compute_dtype == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     losses: list[float] = []
     n_slow = 0
     t0 = time.perf_counter()
@@ -307,7 +344,8 @@ def train_warmstart(
         n_slow += slow_count
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, s)
-        loss = response_loss(model, batch, tokenizer.pad_token_id, s.pack_len, s.loss_average)
+        with amp():
+            loss = response_loss(model, batch, tokenizer.pad_token_id, s.pack_len, s.loss_average).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from fastgrpo.demo import task
 from fastgrpo.demo.__main__ import (
     FINGERPRINT,
@@ -87,3 +89,16 @@ def test_demo_prints_its_verdict_with_the_multi_seed_pointer(capsys) -> None:
     print_verdict({"base": grpo, "grpo": grpo, "fast": fast})
     out = " ".join(capsys.readouterr().out.split())
     assert "8 of 9 checks met" in out and "MISSED" in out and "benchmarks/demo_seeds.py" in out
+
+
+def test_warmstart_dtype_auto_follows_the_cpu_and_explicit_dtypes_are_kept() -> None:
+    from fastgrpo.demo.__main__ import DemoError, resolve_warmstart_dtype, warmstart_settings
+    from fastgrpo.demo.warmstart import cpu_has_native_bf16
+
+    native = cpu_has_native_bf16()
+    assert resolve_warmstart_dtype("auto") == ("bfloat16" if native else "float32")
+    assert warmstart_settings(DemoOptions()).compute_dtype == resolve_warmstart_dtype("auto")
+    assert warmstart_settings(parse_args(["--warmstart-dtype", "float32"])).compute_dtype == "float32"
+    assert warmstart_settings(parse_args(["--warmstart-dtype", "bfloat16"])).compute_dtype == "bfloat16"
+    with pytest.raises(DemoError, match="float16"):
+        resolve_warmstart_dtype("float16")

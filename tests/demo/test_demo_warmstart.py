@@ -10,6 +10,7 @@ from fastgrpo.demo import task
 from fastgrpo.demo.warmstart import (
     WarmStartSettings,
     _iter_batches,
+    cpu_has_native_bf16,
     encode_example,
     load_info,
     prompt_text,
@@ -44,6 +45,50 @@ def test_cache_key_tracks_settings() -> None:
     assert TINY.key() == WarmStartSettings(**{**TINY.__dict__}).key()
     assert TINY.key() != WarmStartSettings(**{**TINY.__dict__, "steps": 4}).key()
     assert TINY.key() != WarmStartSettings(**{**TINY.__dict__, "slow_prob": (0.2, 0.8)}).key()
+
+
+def test_compute_dtype_names_its_own_cache_and_fp32_keeps_the_old_name() -> None:
+    bf16 = WarmStartSettings(**{**TINY.__dict__, "compute_dtype": "bfloat16"})
+    assert bf16.key() != TINY.key()
+    # The demo's fp32 warm-start keeps the cache name it had before compute_dtype existed (no 6-minute retrain
+    # for existing users). A deliberate change to the warm-start (WARMSTART_VERSION, tokenizer) updates this pin.
+    assert WarmStartSettings(data_seed=0, n_test_per_k=task.N_TEST_PER_K).key() == "e1a60f3a64fdf683"
+    with pytest.raises(ValueError, match="compute_dtype"):
+        WarmStartSettings(compute_dtype="float16")
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"),
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 amx_bf16 amx_tile\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n", False),
+        ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),
+        ("processor\t: 0\nFeatures\t: fp asimd crc32\n", False),
+    ],
+)
+def test_native_bf16_is_read_from_cpu_flags(tmp_path, cpuinfo: str, native: bool) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_has_native_bf16(tmp_path / "cpuinfo") is native
+    assert cpu_has_native_bf16(tmp_path / "missing") is False  # no /proc (macOS, Windows): fp32
+
+
+def test_bf16_warm_start_trains_other_fp32_weights_deterministically(tmp_path) -> None:
+    """bf16 autocast is a compute precision only: the saved weights stay fp32, differ from fp32 training's, and
+    are the same on a rerun (so its cache, like fp32's, holds what any run of these settings gives)."""
+    torch.set_num_threads(1)
+    bf16 = WarmStartSettings(**{**TINY.__dict__, "compute_dtype": "bfloat16"})
+    a = Qwen2ForCausalLM.from_pretrained(warm_start(bf16, tmp_path / "a"))
+    b = Qwen2ForCausalLM.from_pretrained(warm_start(bf16, tmp_path / "b"))
+    fp32 = Qwen2ForCausalLM.from_pretrained(warm_start(TINY, tmp_path / "c"))
+    assert load_info(tmp_path / "a" / f"warmstart-{bf16.key()}")["settings"]["compute_dtype"] == "bfloat16"
+    differ = False
+    for (name, pa), (_, pb), (_, pc) in zip(
+        a.named_parameters(), b.named_parameters(), fp32.named_parameters(), strict=True
+    ):
+        assert pa.dtype == torch.float32 and torch.equal(pa, pb), name
+        differ = differ or not torch.equal(pa, pc)
+    assert differ
 
 
 def test_warm_start_writes_loadable_model_and_reuses_cache(tmp_path) -> None:
