@@ -14,8 +14,9 @@ different days: the same code, with bitwise-equal weights, varied that much).
 On CPUs with native bf16 (`cpu_has_native_bf16`) the demo runs the forward and loss under
 bf16 autocast (`compute_dtype`): the step is compute-bound (matmuls and attention, 69% of
 its time), weights and AdamW stay fp32, and the sampled modes probe the same as fp32's
-(benchmarks/RESULTS.md). Its weights differ, so it has its own cache and its own
-multi-seed figures; elsewhere bf16 is emulated and slower, so fp32 stays.
+(benchmarks/RESULTS.md). The gain is small with 2 threads (1.04x in benchmarks/warmstart_dtype.py;
+more with 1 thread). Its weights differ, so it has its own cache and its own multi-seed figures;
+elsewhere bf16 is emulated and slower, so fp32 stays.
 
 The loss is averaged per example (`loss_average="example"`), not per token. Why: a
 batch's tokens are mostly slow running sums (a k=6 solution has ~64 tokens, a fast
