@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 
-from fastgrpo.demo.warmstart import COMPUTE_DTYPES, WarmStartSettings, cpu_has_native_bf16, train_warmstart
+from fastgrpo.demo.__main__ import DemoOptions, warmstart_settings
+from fastgrpo.demo.warmstart import COMPUTE_DTYPES, cpu_has_native_bf16, train_warmstart
 
 
 def time_per_step(dtype: str, steps: int, root: Path) -> float:
-    s = WarmStartSettings(steps=steps, warmup_steps=min(20, max(1, steps // 10)), compute_dtype=dtype)
+    s = warmstart_settings(DemoOptions(warmstart_steps=steps, warmstart_dtype=dtype))  # the demo's, shortened
     info = train_warmstart(s, root / f"{dtype}-{len(list(root.iterdir()))}")
     return info["seconds"] / steps
 

@@ -68,8 +68,9 @@ class DemoOptions:
     warmstart_slow_prob: tuple[float, ...] | None = None
     """Slow-solution probability per k of the warm-start mix; None: WarmStartSettings' default."""
     warmstart_dtype: str = "auto"
-    """Warm-start compute: "auto" is bfloat16 autocast where the CPU has native bf16 (faster there; other
-    weights, so its own cache and its own multi-seed figures in benchmarks/RESULTS.md), else float32."""
+    """Warm-start compute: "auto" is bfloat16 autocast where the CPU has native bf16 (1.04x faster with 2
+    threads, more with 1; other weights, so its own cache and multi-seed figures in benchmarks/RESULTS.md),
+    else float32."""
     eval_n: int | None = None
     eval_limit: int | None = None
     eval_max_new_tokens: int | None = None

@@ -46,7 +46,6 @@ which other CPUs need not repeat, so the thread count is recorded in warmstart.j
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -332,11 +331,6 @@ def train_warmstart(
         lr=s.lr,
         betas=(0.9, 0.98),
     )
-    def amp() -> contextlib.AbstractContextManager[Any]:
-        if s.compute_dtype == "bfloat16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     losses: list[float] = []
     n_slow = 0
     t0 = time.perf_counter()
@@ -345,7 +339,7 @@ def train_warmstart(
         n_slow += slow_count
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, s)
-        with amp():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.compute_dtype == "bfloat16"):
             loss = response_loss(model, batch, tokenizer.pad_token_id, s.pack_len, s.loss_average).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
