@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from fastgrpo.demo import verdict
+from fastgrpo.demo import task, verdict
 from fastgrpo.demo.__main__ import (
     WARMSTART_DTYPES,
     DemoError,
@@ -219,6 +219,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     ap.add_argument("--quick", action="store_true", help="Smoke test: the demo's --quick settings for every seed.")
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Warm-start mix: slow-solution probability per k (default: the demo's).")
+    ap.add_argument("--warmstart-slow-style", default=None, choices=task.SLOW_STYLES,
+                    help="How the warm-start's slow solutions think (default: the demo's).")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps (default: the demo's).")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
                     help="Warm-start compute (default auto: bfloat16 where the CPU has native bf16, else float32).")
@@ -234,6 +236,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
         ap.error("--jobs and --threads must be >= 1")
     o = DemoOptions(out=a.out.resolve(), cache=a.cache.resolve(), threads=a.threads, steps=a.steps,
                     extra_overrides=list(a.overrides), warmstart_slow_prob=a.warmstart_slow_prob,
+                    warmstart_slow_style=a.warmstart_slow_style,
                     warmstart_steps=a.warmstart_steps, warmstart_dtype=a.warmstart_dtype)
     if a.fast_config is not None:
         if not a.fast_config.is_file():

@@ -67,6 +67,8 @@ class DemoOptions:
     warmstart_steps: int | None = None
     warmstart_slow_prob: tuple[float, ...] | None = None
     """Slow-solution probability per k of the warm-start mix; None: WarmStartSettings' default."""
+    warmstart_slow_style: str | None = None
+    """How the warm-start's slow solutions think (task.SLOW_STYLES); None: WarmStartSettings' default."""
     warmstart_dtype: str = "auto"
     """Warm-start compute: "auto" is bfloat16 autocast where the CPU has native bf16 (1.04x faster with 2
     threads, more with 1; other weights, so its own cache and multi-seed figures in benchmarks/RESULTS.md),
@@ -183,6 +185,8 @@ def warmstart_settings(o: DemoOptions) -> Any:
         kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
     if o.warmstart_slow_prob is not None:
         kw["slow_prob"] = tuple(o.warmstart_slow_prob)
+    if o.warmstart_slow_style is not None:
+        kw["slow_style"] = o.warmstart_slow_style
     kw["compute_dtype"] = resolve_warmstart_dtype(o.warmstart_dtype)
     return WarmStartSettings(**kw)
 
@@ -686,6 +690,8 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Slow-solution probability per k of the warm-start mix (default "
                     f"{','.join(map(str, task.WARMSTART_SLOW_PROB))}).")
+    ap.add_argument("--warmstart-slow-style", default=None, choices=task.SLOW_STYLES,
+                    help="How the warm-start's slow solutions think (default: WarmStartSettings').")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
                     help="Warm-start compute: auto (default) is bfloat16 autocast where the CPU has native bf16, "
                     "else float32. Each dtype trains other weights, cached apart.")
@@ -704,6 +710,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         steps=a.steps,
         warmstart_steps=a.warmstart_steps,
         warmstart_slow_prob=a.warmstart_slow_prob,
+        warmstart_slow_style=a.warmstart_slow_style,
         warmstart_dtype=a.warmstart_dtype,
         eval_n=a.eval_n,
         eval_limit=a.eval_limit,

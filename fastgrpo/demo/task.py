@@ -3,9 +3,10 @@
 Why this task: it has a real fast/slow trade-off at a size a CPU can train. A
 tiny model can add two digits "at a glance" but not six, while writing the
 running sums inside `<think>...</think>` turns every k into a chain of easy
-two-number additions, at the price of many more tokens (7 tokens fast vs
-about 64 slow at k=6). FAST-GRPO should learn to answer easy sums fast and keep
-slow thinking for hard ones.
+two-number additions, at the price of many more tokens (5-6 tokens fast
+against 60-72 slow at k=6, the slow answer ending with a check of its last
+step). FAST-GRPO should learn to answer easy sums fast and keep slow thinking
+for hard ones.
 
 Everything is a pure function of a seed, so the demo's data (and its warm-start
 cache key) are reproducible anywhere.
@@ -61,17 +62,26 @@ class Problem:
         return str(sum(self.digits))
 
 
-SLOW_STYLES = ("carry", "chain", "rewrite")
+SLOW_STYLES = ("carry", "check", "chain", "rewrite")
+DEFAULT_SLOW_STYLE = "check"
+"""The demo's slow thinking (see slow_solution for why)."""
 
 
-def slow_solution(p: Problem, style: str = "carry") -> str:
+def slow_solution(p: Problem, style: str = DEFAULT_SLOW_STYLE) -> str:
     """Running sums inside the thinking span, one addition per line, then the boxed answer.
 
-    * carry (default): "a+b=s" then the numbers still to add, "3+5=8,2+7+9+4",
+    * carry: "a+b=s" then the numbers still to add, "3+5=8,2+7+9+4",
       "8+2=10,7+9+4", ... "26+4=30". Every operand the next line needs sits right
       after a marker in the line above ("=" for the sum, "," for the next digit) and
       the rest is a straight copy, so the tiny model never has to count its way to
       the i-th digit of the question; the addition itself reads two adjacent operands.
+    * check (default): carry, then the last addition undone by a subtraction, "26+4=30"
+      then "30-4=26". Slow thinking that verifies its result, as R1-style models do. Why:
+      with carry alone a slow k=2 answer is 10 tokens against 5 fast, so even GRPO's
+      overthinking (70% slow k=2 answers) cost too little for FAST-GRPO's saving to
+      show (0.73x over 5 seeds, target 0.7x); with the check it is 16 tokens, as
+      overthinking an easy question is costly in real reasoning models, and the same
+      slow shares give 0.51x. The price: 6-8 more tokens on every slow answer.
     * chain: "3+5=8", "8+2=10", ... Shorter, but each line must fetch the next digit
       from the question by position: after the same warm-start, slow chain answers
       were less accurate than fast ones at k=6 (0.10 vs 0.45), the wrong way round.
@@ -84,13 +94,16 @@ def slow_solution(p: Problem, style: str = "carry") -> str:
     total = p.digits[0]
     for i, d in enumerate(p.digits[1:], start=2):
         rest = "+".join(str(x) for x in p.digits[i:])
-        if style == "carry":
+        if style in ("carry", "check"):
             lines.append(f"{total}+{d}={total + d}" + (f",{rest}" if rest else ""))
         elif style == "chain":
             lines.append(f"{total}+{d}={total + d}")
         else:
             lines.append(f"{total + d}" + (f"+{rest}" if rest else ""))
         total += d
+    if style == "check":
+        last = p.digits[-1]
+        lines.append(f"{total}-{last}={total - last}")
     steps = "\n".join(lines)
     return f"{THINK_OPEN}{steps}{THINK_CLOSE}{BOX_OPEN}{total}}}"
 
@@ -187,7 +200,7 @@ def iter_sft_examples(
     exclude: Sequence[Problem] = (),
     k_min: int = K_MIN,
     k_max: int = K_MAX,
-    slow_style: str = "carry",
+    slow_style: str = DEFAULT_SLOW_STYLE,
 ) -> Iterator[tuple[Problem, str, bool]]:
     """(problem, response, is_slow) for the warm-start: a seeded mix of slow and fast solutions."""
     rng = random.Random(f"fastgrpo-demo-sft-{seed}")

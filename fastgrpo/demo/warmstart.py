@@ -19,8 +19,8 @@ more with 1 thread). Its weights differ, so it has its own cache and its own mul
 elsewhere bf16 is emulated and slower, so fp32 stays.
 
 The loss is averaged per example (`loss_average="example"`), not per token. Why: a
-batch's tokens are mostly slow running sums (a k=6 solution has ~64 tokens, a fast
-one 7), so under a token mean the answer digits of fast solutions carried ~3% of the
+batch's tokens are mostly slow running sums (a slow k=6 solution has ~64 tokens, a fast
+one 7; measured before the slow style's check step), so under a token mean the answer digits of fast solutions carried ~3% of the
 loss. The fast pathway then stayed a rough estimate (fast k=3 answers off by one,
 0.57 greedy accuracy); weighing each example once took it to 0.98 with everything
 else unchanged (2026-11-25, benchmarks/RESULTS.md).
@@ -31,11 +31,12 @@ The default mix (0.5, 0.3, 0.6, 0.99, 0.995) for k = 2..6 is set with that in mi
   back to ~0.6);
 - k=5-6 are almost all slow, so the model samples slow thinking there (~0.92) and
   its fast answers there are poor;
-- k=2 is half slow, so the base model also thinks on about a quarter of the easiest
-  sums, as R1-style models overthink easy questions: plain GRPO then keeps or grows
-  that habit, which is the overthinking FAST-GRPO is meant to remove.
-Sampled at temperature 1 the base model scores 0.99 / 0.88 / 0.79 / 0.89 / 0.89 for
-k = 2..6, with slow fractions 0.25 / 0.09 / 0.21 / 0.92 / 0.93.
+- k=2 is half slow, so the base model also thinks on a fifth of the easiest
+  sums, as R1-style models overthink easy questions: plain GRPO then grows that
+  habit (to ~70%), which is the overthinking FAST-GRPO is meant to remove.
+Sampled at temperature 1 (the demo's base eval, bf16 warm-start, slow style "check",
+2026-12-04) the base model scores 0.98 / 0.93 / 0.80 / 0.94 / 0.90 for k = 2..6, with
+slow fractions 0.20 / 0.07 / 0.18 / 0.93 / 0.95.
 Under ~900 steps the model had not yet learned to copy operands and both modes were poor.
 
 The result is cached in a folder named by a hash of every setting, written
@@ -105,7 +106,7 @@ class WarmStartSettings:
     intermediate_size: int = 384
     # Data: a slow/fast mix; a float, or one probability per k from task.K_MIN.
     slow_prob: float | tuple[float, ...] = task.WARMSTART_SLOW_PROB
-    slow_style: str = "carry"
+    slow_style: str = task.DEFAULT_SLOW_STYLE
     format_prompt: str = task.FORMAT_PROMPT
     system_prompt: str | None = None
     data_seed: int = 0

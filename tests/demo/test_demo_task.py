@@ -50,8 +50,7 @@ def _think_lines(response: str) -> tuple[list[str], str]:
 @pytest.mark.parametrize("digits", DIGITS)
 def test_slow_carry_solution_lists_correct_running_sums(digits: tuple[int, ...]) -> None:
     p = task.Problem(digits)
-    slow = task.slow_solution(p)  # the default style
-    assert slow == task.slow_solution(p, style="carry")
+    slow = task.slow_solution(p, style="carry")
     lines, boxed = _think_lines(slow)
     assert len(lines) == p.k - 1
     for i, line in enumerate(lines, start=2):  # "a+b=s,<numbers still to add>"
@@ -62,6 +61,20 @@ def test_slow_carry_solution_lists_correct_running_sums(digits: tuple[int, ...])
         rest = [int(x) for x in m.group(4).split("+")] if m.group(4) else []
         assert rest == list(digits[i:])
     assert boxed == p.answer == str(sum(digits))
+    assert task.is_slow(slow) and task.has_format(slow) and task.is_correct(slow, p.answer)
+
+
+@pytest.mark.parametrize("digits", DIGITS)
+def test_slow_check_solution_is_carry_then_a_subtraction_check(digits: tuple[int, ...]) -> None:
+    p = task.Problem(digits)
+    slow = task.slow_solution(p)  # the default style
+    assert slow == task.slow_solution(p, style="check")
+    lines, boxed = _think_lines(slow)
+    carry_lines, _ = _think_lines(task.slow_solution(p, style="carry"))
+    assert lines[:-1] == carry_lines
+    a, b, c = map(int, re.fullmatch(r"(\d+)-(\d)=(\d+)", lines[-1]).groups())  # type: ignore[union-attr]
+    assert (a, b, c) == (sum(digits), digits[-1], sum(digits[:-1]))  # undoes the last addition
+    assert boxed == p.answer
     assert task.is_slow(slow) and task.has_format(slow) and task.is_correct(slow, p.answer)
 
 
@@ -103,7 +116,7 @@ def test_fast_solution_is_short_and_graded_like_slow() -> None:
     n_tokens = [
         len(tok(f(task.Problem((1,) * 6)))["input_ids"]) for f in (task.slow_solution, task.fast_solution)
     ]
-    assert n_tokens == [54, 5]  # slow is several times longer: that is the budget FAST-GRPO trades
+    assert n_tokens == [60, 5]  # slow is several times longer: that is the budget FAST-GRPO trades
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
