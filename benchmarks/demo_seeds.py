@@ -220,7 +220,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Warm-start mix: slow-solution probability per k (default: the demo's).")
     ap.add_argument("--warmstart-slow-style", default=None, choices=task.SLOW_STYLES,
-                    help="How the warm-start's slow solutions think (default: the demo's).")
+                    help=f"How the warm-start's slow solutions think (default: the demo's, {task.DEFAULT_SLOW_STYLE}).")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps (default: the demo's).")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
                     help="Warm-start compute (default auto: bfloat16 where the CPU has native bf16, else float32).")

@@ -691,7 +691,8 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
                     help="Slow-solution probability per k of the warm-start mix (default "
                     f"{','.join(map(str, task.WARMSTART_SLOW_PROB))}).")
     ap.add_argument("--warmstart-slow-style", default=None, choices=task.SLOW_STYLES,
-                    help="How the warm-start's slow solutions think (default: WarmStartSettings').")
+                    help=f"How the warm-start's slow solutions think (default {task.DEFAULT_SLOW_STYLE}; "
+                    "see fastgrpo/demo/task.py slow_solution).")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
                     help="Warm-start compute: auto (default) is bfloat16 autocast where the CPU has native bf16, "
                     "else float32. Each dtype trains other weights, cached apart.")

@@ -80,8 +80,9 @@ def slow_solution(p: Problem, style: str = DEFAULT_SLOW_STYLE) -> str:
       with carry alone a slow k=2 answer is 10 tokens against 5 fast, so even GRPO's
       overthinking (70% slow k=2 answers) cost too little for FAST-GRPO's saving to
       show (0.73x over 5 seeds, target 0.7x); with the check it is 16 tokens, as
-      overthinking an easy question is costly in real reasoning models, and the same
-      slow shares give 0.51x. The price: 6-8 more tokens on every slow answer.
+      overthinking an easy question is costly in real reasoning models, and at the same
+      slow shares the ratio fell to 0.51x (bf16 warm-start, 5 seeds, 2026-12-04). The
+      price: 6-8 more tokens on every slow answer.
     * chain: "3+5=8", "8+2=10", ... Shorter, but each line must fetch the next digit
       from the question by position: after the same warm-start, slow chain answers
       were less accurate than fast ones at k=6 (0.10 vs 0.45), the wrong way round.
