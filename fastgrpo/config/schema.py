@@ -316,7 +316,7 @@ class ActorConfig:
     logprob_chunk_size tokens at a time (lm_head, log-softmax, gather, entropy; recomputed in the backward), so
     memory grows with chunk x vocab, not micro-batch x length x vocab. `liger`: as chunked, but the passes
     without gradient (reference, old policy) use Liger's fused linear cross-entropy kernel (needs CUDA and the
-    liger_kernel package). `full`: the plain path through full-vocabulary logits (for comparison)."""
+    liger_kernel package; at rollout.temperature 1 only, as the kernel takes no temperature). `full`: the plain path through full-vocabulary logits (for comparison)."""
     logprob_chunk_size: int = 1024
     """Tokens per chunk of the `chunked` log-prob pass: about 3 x chunk x vocab x 4 bytes transient (1,024 at
     vocabulary 151,936: 1.9 GB); smaller saves memory, larger runs fewer, bigger matmuls."""

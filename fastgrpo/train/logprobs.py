@@ -38,7 +38,10 @@ from typing import Any, Literal
 
 import torch
 
+from fastgrpo.log import get_logger
 from fastgrpo.utils.optional import require
+
+log = get_logger(__name__)
 
 __all__ = ["HeadOptions", "TokenStats", "chunked_logprobs", "plain_token_stats", "token_stats"]
 
@@ -185,22 +188,33 @@ def liger_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
                    temperature: float = 1.0) -> torch.Tensor:
     """log p(targets) [M] by Liger's fused linear cross-entropy (values only: call it without gradients).
 
-    (hidden / T) @ W.T equals (hidden @ W.T) / T, so the temperature is folded into the input; a bias would be
-    scaled too, so it is divided by T as well.
+    Liger's kernel takes no temperature. Folding 1/T into its bf16 input rounds every hidden state once more:
+    on an H200 at the real vocabulary that moved log-probs by up to 0.07 nats at T=0.6 from the chunked
+    kernel, which agrees with an all-fp32 computation as closely as full bf16 logits do (at T=1 Liger and
+    the chunked kernel agreed to 2e-6; benchmarks/RESULTS.md, "On a GPU"). So at T != 1 the chunked kernel
+    computes these values (logged once), and Liger runs only where it is exact.
     """
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         raise RuntimeError("liger_logprobs gives values only; the actor's gradient pass uses the chunked kernel")
     if hidden.device.type != "cuda":
         raise RuntimeError("actor.logprob_method=liger needs a CUDA device (Triton kernels); use `chunked` on CPU")
     require("liger_kernel", extra="gpu", what="actor.logprob_method=liger")
+    t = temperature if temperature > 0 else 1.0
+    if t != 1.0:
+        if not _LIGER_TEMPERATURE_WARNED:
+            _LIGER_TEMPERATURE_WARNED.append(t)
+            log.warning("actor.logprob_method=liger at temperature %g: Liger's kernel has no temperature, so the "
+                        "chunked kernel computes the no-grad log-probs (Liger runs at temperature 1 only)", t)
+        return chunked_logprobs(hidden, weight, bias, targets, t)[0]
     from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
 
-    t = temperature if temperature > 0 else 1.0
-    h = (hidden.to(weight.dtype) / t) if t != 1.0 else hidden.to(weight.dtype)
-    b = bias / t if (bias is not None and t != 1.0) else bias
-    out = LigerFusedLinearCrossEntropyFunction.apply(h, weight, targets, b, None, -100, 0.0, 0.0, "none")
+    out = LigerFusedLinearCrossEntropyFunction.apply(hidden.to(weight.dtype), weight, targets, bias, None, -100,
+                                                     0.0, 0.0, "none")
     loss = out[0] if isinstance(out, tuple) else out
     return -loss.float()
+
+
+_LIGER_TEMPERATURE_WARNED: list[float] = []
 
 
 # ------------------------------------------------------------- model plumbing

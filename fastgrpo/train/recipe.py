@@ -489,16 +489,26 @@ class FastGRPORecipe:
         syncs_before = self._weight_syncs
         # The last update's gradients are not needed again: free them before the rollout needs the memory.
         self.optimizer.zero_grad(set_to_none=True)
+        cuda = self.info.device.type == "cuda"
+        if cuda:  # per-phase peaks: which phase sets the memory a run needs (rollout or update)
+            torch.cuda.reset_peak_memory_stats(self.info.device)
         low, high = resolve_filter_bounds(self.cfg.algorithm.dynamic_filter_schedule,
                                           training_progress(step, self.total_steps),
                                           self.cfg.algorithm.filter_low, self.cfg.algorithm.filter_high)
         groups, candidates, metrics = self.collect_groups(step, low, high)
         t1 = time.perf_counter()
+        peaks: dict[str, float] = {}
+        if cuda:
+            peaks["perf/max_memory_rollout_gib"] = torch.cuda.max_memory_allocated(self.info.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.info.device)
         # The group math, one call into fastgrpo.algo: difficulty, easy/hard, thinking reward, advantages, KL.
         batch, group_metrics = StepBatch.build(groups, candidates, self.cfg.algorithm, self.window, self.truncation)
         metrics.update(group_metrics)
         metrics.update(self.update_policy(batch, step))
         t2 = time.perf_counter()
+        if cuda:
+            peaks["perf/max_memory_update_gib"] = torch.cuda.max_memory_allocated(self.info.device) / 2**30
+            metrics.update(peaks)
         metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         n_tokens = sum(sum(g.lengths) for g in groups)
