@@ -222,6 +222,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     ap.add_argument("--warmstart-slow-style", default=None, choices=task.SLOW_STYLES,
                     help=f"How the warm-start's slow solutions think (default: the demo's, {task.DEFAULT_SLOW_STYLE}).")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps (default: the demo's).")
+    ap.add_argument("--warmstart-seed", type=int, default=None,
+                    help="Seed of the warm-start (default: the shipped model's, 0); another seed trains another "
+                    "draw, to see how far the figures depend on the base model.")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
                     help="Warm-start compute (default auto: bfloat16 where the CPU has native bf16, else float32).")
     ap.add_argument("--fast-config", type=Path, default=None,
@@ -237,7 +240,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, DemoO
     o = DemoOptions(out=a.out.resolve(), cache=a.cache.resolve(), threads=a.threads, steps=a.steps,
                     extra_overrides=list(a.overrides), warmstart_slow_prob=a.warmstart_slow_prob,
                     warmstart_slow_style=a.warmstart_slow_style,
-                    warmstart_steps=a.warmstart_steps, warmstart_dtype=a.warmstart_dtype)
+                    warmstart_steps=a.warmstart_steps, warmstart_dtype=a.warmstart_dtype,
+                    warmstart_seed=a.warmstart_seed)
     if a.fast_config is not None:
         if not a.fast_config.is_file():
             ap.error(f"--fast-config {a.fast_config}: no such file")

@@ -7,7 +7,9 @@ paths, and a failed stage says which command to rerun by hand.
 
 Stages (each skipped or resumed when its output already exists):
   1. data        runs/demo/data/{train,test}.jsonl (seeded generator)
-  2. warm-start  the tiny model, cached by a hash of its settings; runs/demo/base links to it
+  2. warm-start  the tiny model: the one shipped in fastgrpo/demo/base when the settings are the default
+                 recipe's (copied, seconds), else trained (about 5 minutes; `--train-warmstart` always
+                 trains); cached by a hash of its settings; runs/demo/base links to it
   3. train       configs/demo.yaml (FAST-GRPO) and configs/demo_grpo.yaml (plain GRPO)
   4. export      each run's final checkpoint -> <run>/export (HF folder)
   5. eval        base, grpo and fast on the test split, broken down by k
@@ -65,14 +67,19 @@ class DemoOptions:
     steps: int | None = None
     """Override trainer.max_steps for both runs (None: the configs' value)."""
     warmstart_steps: int | None = None
+    warmstart_seed: int | None = None
+    """Seed of the warm-start's initialization and batches; None: WarmStartSettings' default (0)."""
     warmstart_slow_prob: tuple[float, ...] | None = None
     """Slow-solution probability per k of the warm-start mix; None: WarmStartSettings' default."""
     warmstart_slow_style: str | None = None
     """How the warm-start's slow solutions think (task.SLOW_STYLES); None: WarmStartSettings' default."""
     warmstart_dtype: str = "auto"
-    """Warm-start compute: "auto" is bfloat16 autocast where the CPU has native bf16 (1.04x faster with 2
-    threads, more with 1; other weights, so its own cache and multi-seed figures in benchmarks/RESULTS.md),
-    else float32."""
+    """Warm-start compute: "auto" is the shipped model's (bfloat16) when the other warm-start settings are
+    the default recipe's, so it is copied rather than trained; otherwise, and with `train_warmstart`, bfloat16
+    autocast where the CPU has native bf16 (1.04x faster with 2 threads), else float32. Each dtype trains
+    other weights, so its own cache and multi-seed figures in benchmarks/RESULTS.md."""
+    train_warmstart: bool = False
+    """Train the warm-start now (about 5 minutes) even if a cached or shipped model matches its settings."""
     eval_n: int | None = None
     eval_limit: int | None = None
     eval_max_new_tokens: int | None = None
@@ -177,9 +184,11 @@ def stage_data(o: DemoOptions) -> dict[str, Path]:
 
 def warmstart_settings(o: DemoOptions) -> Any:
     """The WarmStartSettings these options train (their hash names the cache folder)."""
-    from fastgrpo.demo.warmstart import WarmStartSettings
+    from fastgrpo.demo.warmstart import WarmStartSettings, shipped_warmstart
 
     kw: dict[str, Any] = {"data_seed": o.seed, "n_test_per_k": o.n_test_per_k}
+    if o.warmstart_seed is not None:
+        kw["seed"] = o.warmstart_seed
     if o.warmstart_steps is not None:
         kw["steps"] = o.warmstart_steps
         kw["warmup_steps"] = min(20, max(1, o.warmstart_steps // 10))
@@ -187,6 +196,10 @@ def warmstart_settings(o: DemoOptions) -> Any:
         kw["slow_prob"] = tuple(o.warmstart_slow_prob)
     if o.warmstart_slow_style is not None:
         kw["slow_style"] = o.warmstart_slow_style
+    if o.warmstart_dtype == "auto" and not o.train_warmstart:
+        shipped = WarmStartSettings(**kw, compute_dtype="bfloat16")
+        if shipped_warmstart(shipped) is not None:
+            return shipped
     kw["compute_dtype"] = resolve_warmstart_dtype(o.warmstart_dtype)
     return WarmStartSettings(**kw)
 
@@ -210,12 +223,16 @@ def stage_warmstart(o: DemoOptions) -> Path:
     """Train (or reuse) the warm-start model and point <out>/base at it."""
     import torch
 
-    from fastgrpo.demo.warmstart import DONE_FILE, cache_dir, warm_start
+    from fastgrpo.demo.warmstart import DONE_FILE, cache_dir, shipped_warmstart, warm_start
 
     s = warmstart_settings(o)
     folder = cache_dir(s, cache_root(o))
-    if (folder / DONE_FILE).exists():
+    if (folder / DONE_FILE).exists() and not o.train_warmstart:
         console.print(f"warm-start: cached {folder}")
+    elif shipped_warmstart(s) is not None and not o.train_warmstart:
+        folder = warm_start(s, cache_root(o))
+        console.print(f"warm-start: the shipped model (fastgrpo/demo/base, the default recipe's weights; "
+                      f"--train-warmstart trains it again), copied to {folder}")
     else:
         torch.set_num_threads(o.threads)
         with Progress(
@@ -231,6 +248,8 @@ def stage_warmstart(o: DemoOptions) -> Path:
                 s,
                 cache_root(o),
                 on_step=lambda i, loss: progress.update(t, completed=i + 1, loss=f"loss {loss:.3f}"),
+                force=o.train_warmstart,
+                use_shipped=not o.train_warmstart,
             )
     link = o.out / "base"
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -687,6 +706,9 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
                     "1: one stage after another, output on the terminal.")
     ap.add_argument("--steps", type=int, default=None, help="trainer.max_steps for both runs.")
     ap.add_argument("--warmstart-steps", type=int, default=None, help="Warm-start SFT steps.")
+    ap.add_argument("--warmstart-seed", type=int, default=None,
+                    help="Seed of the warm-start's initialization and batches (default 0, the shipped model's); "
+                    "another seed trains another draw of the recipe.")
     ap.add_argument("--warmstart-slow-prob", type=slow_probs, default=None, metavar="P2,P3,P4,P5,P6",
                     help="Slow-solution probability per k of the warm-start mix (default "
                     f"{','.join(map(str, task.WARMSTART_SLOW_PROB))}).")
@@ -694,8 +716,14 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
                     help=f"How the warm-start's slow solutions think (default {task.DEFAULT_SLOW_STYLE}; "
                     "see fastgrpo/demo/task.py slow_solution).")
     ap.add_argument("--warmstart-dtype", default="auto", choices=WARMSTART_DTYPES,
-                    help="Warm-start compute: auto (default) is bfloat16 autocast where the CPU has native bf16, "
-                    "else float32. Each dtype trains other weights, cached apart.")
+                    help="Warm-start compute: auto (default) is the shipped model's, bfloat16, when the other "
+                    "warm-start settings are the default recipe's (then nothing is trained); otherwise bfloat16 "
+                    "autocast where the CPU has native bf16, else float32. Each dtype trains other weights, "
+                    "cached apart.")
+    ap.add_argument("--train-warmstart", action="store_true",
+                    help="Train the warm-start now (about 5 minutes) instead of using the shipped or a cached "
+                    "model. With the default settings on a CPU with native bf16 this reproduces the shipped "
+                    "weights; with float32 it trains another draw (benchmarks/RESULTS.md).")
     ap.add_argument("--eval-n", type=int, default=None, help="Samples per test question.")
     ap.add_argument("--eval-limit", type=int, default=None, help="Only the first N test questions.")
     ap.add_argument("--seed", type=int, default=0, help="Data seed (train/test splits).")
@@ -710,9 +738,11 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         jobs=a.jobs,
         steps=a.steps,
         warmstart_steps=a.warmstart_steps,
+        warmstart_seed=a.warmstart_seed,
         warmstart_slow_prob=a.warmstart_slow_prob,
         warmstart_slow_style=a.warmstart_slow_style,
         warmstart_dtype=a.warmstart_dtype,
+        train_warmstart=a.train_warmstart,
         eval_n=a.eval_n,
         eval_limit=a.eval_limit,
         seed=a.seed,

@@ -91,14 +91,23 @@ def test_demo_prints_its_verdict_with_the_multi_seed_pointer(capsys) -> None:
     assert "8 of 9 checks met" in out and "MISSED" in out and "benchmarks/demo_seeds.py" in out
 
 
-def test_warmstart_dtype_auto_follows_the_cpu_and_explicit_dtypes_are_kept() -> None:
+def test_warmstart_dtype_auto_takes_the_shipped_model_else_follows_the_cpu() -> None:
     from fastgrpo.demo.__main__ import DemoError, resolve_warmstart_dtype, warmstart_settings
-    from fastgrpo.demo.warmstart import cpu_has_native_bf16
+    from fastgrpo.demo.warmstart import cpu_has_native_bf16, shipped_warmstart
 
     native = cpu_has_native_bf16()
     assert resolve_warmstart_dtype("auto") == ("bfloat16" if native else "float32")
-    assert warmstart_settings(DemoOptions()).compute_dtype == resolve_warmstart_dtype("auto")
+    # The default recipe: the shipped weights' settings on every CPU, so nothing is trained.
+    default = warmstart_settings(DemoOptions())
+    assert default.compute_dtype == "bfloat16" and shipped_warmstart(default) is not None
+    # Another recipe, or --train-warmstart: trained in the CPU's native dtype.
+    assert warmstart_settings(DemoOptions(warmstart_steps=10)).compute_dtype == resolve_warmstart_dtype("auto")
+    trained = warmstart_settings(parse_args(["--train-warmstart"]))
+    assert trained.compute_dtype == resolve_warmstart_dtype("auto")
+    other_draw = warmstart_settings(parse_args(["--warmstart-seed", "1"]))
+    assert other_draw.seed == 1 and shipped_warmstart(other_draw) is None
     assert warmstart_settings(parse_args(["--warmstart-dtype", "float32"])).compute_dtype == "float32"
+    assert shipped_warmstart(warmstart_settings(parse_args(["--warmstart-dtype", "float32"]))) is None
     assert warmstart_settings(parse_args(["--warmstart-dtype", "bfloat16"])).compute_dtype == "bfloat16"
     with pytest.raises(DemoError, match="float16"):
         resolve_warmstart_dtype("float16")

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+
 import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from fastgrpo.demo import task
 from fastgrpo.demo.warmstart import (
+    DONE_FILE,
+    SHIPPED_DIR,
+    SHIPPED_FILE,
     WarmStartSettings,
+    _copy_shipped,
     _iter_batches,
     cpu_has_native_bf16,
     encode_example,
+    file_sha256,
     load_info,
     prompt_text,
     response_loss,
+    shipped_warmstart,
     warm_start,
 )
 from fastgrpo.models.tiny import build_char_tokenizer, build_tiny_qwen2
@@ -181,3 +191,47 @@ def test_example_average_weighs_each_example_once(tmp_path) -> None:
         response_loss(model, batch, tok.pad_token_id, average="sequence")
     with pytest.raises(ValueError, match="loss_average"):
         WarmStartSettings(loss_average="sequence")
+
+
+def test_the_shipped_warm_start_is_the_default_recipes_model() -> None:
+    """Changing the recipe (settings, training code version, tokenizer, held-out split) without training and
+    shipping its model again fails here, not as a silent 5-minute training in every `make demo`."""
+    default = WarmStartSettings(compute_dtype="bfloat16")
+    info = load_info(SHIPPED_DIR)
+    assert info["key"] == default.key(), (
+        "fastgrpo/demo/base was trained by another recipe than WarmStartSettings' defaults; retrain it with "
+        "`python -m fastgrpo.demo --train-warmstart` on a CPU with native bf16 and copy its cache folder there "
+        "(then rewrite shipped.json's checksums)")
+    assert info["settings"] == json.loads(json.dumps(dataclasses.asdict(default)))
+    recorded = json.loads((SHIPPED_DIR / SHIPPED_FILE).read_text())["sha256"]
+    on_disk = {f.name for f in SHIPPED_DIR.iterdir() if f.is_file() and f.name != SHIPPED_FILE}
+    assert set(recorded) == on_disk and all(file_sha256(SHIPPED_DIR / n) == d for n, d in recorded.items())
+    assert shipped_warmstart(default) == SHIPPED_DIR
+    assert shipped_warmstart(WarmStartSettings()) is None  # fp32 is another draw, trained when asked for
+
+
+def test_default_warm_start_copies_the_shipped_model_without_training(tmp_path, monkeypatch) -> None:
+    import fastgrpo.demo.warmstart as ws
+
+    def no_training(*a, **k):
+        raise AssertionError("trained although the shipped model matches")
+
+    monkeypatch.setattr(ws, "train_warmstart", no_training)
+    folder = warm_start(WarmStartSettings(compute_dtype="bfloat16"), tmp_path / "cache")
+    assert (folder / DONE_FILE).exists() and not (folder / SHIPPED_FILE).exists()
+    assert file_sha256(folder / "model.safetensors") == file_sha256(SHIPPED_DIR / "model.safetensors")
+    model = Qwen2ForCausalLM.from_pretrained(folder)
+    assert sum(p.numel() for p in model.parameters()) == load_info(folder)["parameters"]
+    tok, ref = AutoTokenizer.from_pretrained(folder), build_char_tokenizer()
+    text = prompt_text(ref, "12+34+5", task.FORMAT_PROMPT)
+    assert tok(text)["input_ids"] == ref(text)["input_ids"] and tok.chat_template == ref.chat_template
+
+
+def test_a_damaged_shipped_model_is_refused(tmp_path) -> None:
+    src = tmp_path / "base"
+    shutil.copytree(SHIPPED_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(src / "model.safetensors", "r+b") as f:
+        f.seek(4096)
+        f.write(b"\x00\x01")
+    with pytest.raises(RuntimeError, match="checksum"):
+        _copy_shipped(src, tmp_path / "copy")
