@@ -8,6 +8,9 @@
 # (the device tool's folder) or runs/gpu_session.
 #
 #   bash benchmarks/gpu_session.sh            # on a machine with CUDA and this repo's dependencies
+#   PARTS=step STEP_RESPONSE=512 bash benchmarks/gpu_session.sh   # one part, other settings
+# On the H200 (2026-12-04) the parts took 32 s, 51 s and 220 s. With the HF engine a step of 1,024-token
+# responses takes about a minute, so keep STEP_RESPONSE small or raise STEP_LIMIT.
 # Packages the GPU image lacks travel as wheels in .whl/ (installed into /tmp/site) and pure-Python
 # folders in .gpu/site/; .gpu/r1 holds the preset model's config and tokenizer. Prepared on the CPU machine:
 #   .venv/bin/python -c "from pathlib import Path; from tests.real_models import write_model_folder, R1_DISTILL;
@@ -49,5 +52,5 @@ part() {  # part NAME SECONDS CMD...: run CMD under a time limit, its output to 
 [[ ${PARTS:-tests,memory,step} == *memory* ]] && part memory "${MEMORY_LIMIT:-150}" $PY benchmarks/memory.py --device cuda --dtype bfloat16 --hidden 1536 \
   --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 --tie-embeddings 0 --batch 4 --prompt 512 \
   --response 8192 --gradient-checkpointing 1 --repeats 2
-[[ ${PARTS:-tests,memory,step} == *step* ]] && part step "${STEP_LIMIT:-210}" $PY benchmarks/gpu_step.py --tokenizer .gpu/r1 --out /tmp/gpu_step \
-  --response "${STEP_RESPONSE:-1024}" --steps 2 --methods chunked,full
+[[ ${PARTS:-tests,memory,step} == *step* ]] && part step "${STEP_LIMIT:-270}" $PY benchmarks/gpu_step.py --tokenizer .gpu/r1 --out /tmp/gpu_step \
+  --response "${STEP_RESPONSE:-256}" --steps 2 --methods chunked,full

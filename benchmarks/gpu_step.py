@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/gpu_step")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--samples", type=int, default=8)
-    ap.add_argument("--response", type=int, default=1024)
+    ap.add_argument("--response", type=int, default=256)
     ap.add_argument("--micro-batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=2, help="the first step is reported but left out of the means")
     ap.add_argument("--methods", default="chunked,full")
