@@ -5,7 +5,8 @@ Why: one demo run is one sample. The same seed samples differently on another CP
 a claim a user can check is a mean over seeds with its interval.
 
 Every seed starts from the demo's cached warm-start (runs/demo/cache, shared with
-`make demo`, trained once if missing) and runs the demo's own stages
+`make demo`: a copy of the shipped model fastgrpo/demo/base by default, trained once
+with `--warmstart-seed`, `--warmstart-dtype` or another warm-start setting) and runs the demo's own stages
 (fastgrpo.demo.__main__: train GRPO and FAST-GRPO, export, evaluate both on the
 held-out split). Seed s sets `trainer.seed=s data.seed=s` (sampling and prompt
 order) and the eval sampling seed s; the data split and the warm-start stay the
